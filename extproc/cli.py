@@ -1,0 +1,143 @@
+"""``extproc``: serve the sidecar, check rules offline, explain one decision, run the stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from extproc import settings as S
+from extproc.core.decide import decide
+from extproc.core.errors import RulesError
+from extproc.core.loader import load_rules
+from extproc.core.model import percent
+
+
+def _settings_epilog() -> str:
+    rows = [S.RULES, S.LISTEN, S.METRICS, S.GRACE, S.POLL, S.LOOP, S.LOG_LEVEL]
+    lines = ["environment (flags win):"]
+    lines += [f"  {s.env:<28} default {s.default!r:<18} {s.help}" for s in rows]
+    return "\n".join(lines)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "serve",
+        help="run the ext_proc sidecar",
+        epilog=_settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--rules", default=S.env(S.RULES), help="rules YAML file")
+    p.add_argument("--listen", default=S.env(S.LISTEN), help=S.LISTEN.help)
+    p.add_argument("--metrics", default=S.env(S.METRICS), help=S.METRICS.help)
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from extproc.sidecar.server import serve  # grpc is imported only to serve
+
+    try:
+        settings = S.validate(
+            S.ServeSettings(
+                rules=args.rules,
+                listen=args.listen,
+                metrics=args.metrics,
+                grace_seconds=S.positive_float(S.GRACE.env, S.env(S.GRACE)),
+                poll_seconds=S.positive_float(S.POLL.env, S.env(S.POLL)),
+                loop=S.env(S.LOOP),
+                log_level=S.env(S.LOG_LEVEL),
+            )
+        )
+    except ValueError as exc:
+        print(f"extproc serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if settings.loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(serve(settings))
+    return asyncio.run(serve(settings))
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("check", help="validate rules files offline (exit 1 if any is invalid)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    failed = 0
+    for name in args.files:
+        try:
+            rules = load_rules(name)
+        except RulesError as exc:
+            print(exc, file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name}: ok: {rules.name} version {rules.version}, share {percent(rules.share)}")
+    return 1 if failed else 0
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("explain", help="print the decision for one request as JSON")
+    p.add_argument("--rules", required=True, help="rules YAML file")
+    p.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a request header (repeatable)",
+    )
+    p.set_defaults(func=_explain)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    headers: dict[str, str] = {}
+    for item in args.header:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            print(f"extproc explain: -H {item!r}: expected NAME=VALUE", file=sys.stderr)
+            return 2
+        headers.setdefault(name.strip().lower(), value)
+    try:
+        rules = load_rules(args.rules)
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    d = decide(rules, headers)
+    out = {
+        "rollout": rules.name,
+        "cohort": d.cohort.value,
+        "reason": d.reason.value,
+        "rule": d.rule,
+        "bucket": d.bucket if d.bucket >= 0 else None,
+        "share": percent(d.share) if d.share is not None else None,
+        "version": d.version,
+        "key_header": d.key_source,
+    }
+    print(json.dumps(out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from extproc.stack.command import register as register_stack
+
+    parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    _add_check(sub)
+    _add_explain(sub)
+    register_stack(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,81 @@
+"""Every Prometheus metric of the sidecar, declared once, recorded through helpers.
+
+Labels are bounded by construction: cohort (2), reason (5), rule (names from the
+rules file, validated to a short pattern), outcome (3), kind (a few). No user
+id, bucket or other per-request value ever becomes a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from extproc.core.bucket import BUCKETS
+from extproc.core.model import Decision, Rules
+
+_LATENCY_BUCKETS = (25e-6, 50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 5e-3, 0.02, 0.1)
+
+
+class Metrics:
+    """The sidecar's metrics in their own registry (tests make a fresh one each)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.decisions = Counter(
+            "tts_canary_decisions_total",
+            "Cohort decisions, by cohort, reason and matched rule.",
+            ("cohort", "reason", "rule"),
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "tts_canary_decision_duration_seconds",
+            "Time to decide one request, from headers in to response bytes out.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stream_errors = Counter(
+            "tts_canary_stream_errors_total",
+            "Process streams that ended abnormally, by kind (cancelled is normal and not counted).",
+            ("kind",),
+            registry=r,
+        )
+        self.reloads = Counter(
+            "tts_canary_rules_reloads_total",
+            "Rules reload attempts by outcome (loaded, unchanged, failed).",
+            ("outcome",),
+            registry=r,
+        )
+        self.rules_info = Gauge(
+            "tts_canary_rules_info",
+            "1 for the rules version currently serving.",
+            ("rollout", "version"),
+            registry=r,
+        )
+        self.rules_loaded_at = Gauge(
+            "tts_canary_rules_loaded_timestamp_seconds",
+            "Unix time the serving rules were loaded.",
+            registry=r,
+        )
+        self.default_share = Gauge(
+            "tts_canary_default_share_ratio",
+            "Configured v2 share of the default population (0..1).",
+            registry=r,
+        )
+        for outcome in ("loaded", "unchanged", "failed"):
+            self.reloads.labels(outcome)
+
+    def record_decision(self, decision: Decision, seconds: float) -> None:
+        self.decisions.labels(decision.cohort.value, decision.reason.value, decision.rule).inc()
+        self.decision_seconds.observe(seconds)
+
+    def record_stream_error(self, kind: str) -> None:
+        self.stream_errors.labels(kind).inc()
+
+    def record_reload(self, outcome: str) -> None:
+        self.reloads.labels(outcome).inc()
+
+    def record_rules(self, rules: Rules, loaded_at: float) -> None:
+        self.rules_info.clear()
+        self.rules_info.labels(rules.name, rules.version).set(1)
+        self.rules_loaded_at.set(loaded_at)
+        self.default_share.set(rules.share / BUCKETS)

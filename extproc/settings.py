@@ -1,0 +1,75 @@
+"""Sidecar settings: environment variables with defaults, overridden by flags.
+
+Each setting: (env var, default, meaning). ``extproc serve --help`` prints the
+same table, so the help tells the truth about defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    env: str
+    default: str
+    help: str
+
+
+LISTEN = Setting("EXTPROC_LISTEN", "127.0.0.1:50051", "gRPC address (host:port or unix:PATH)")
+METRICS = Setting("EXTPROC_METRICS", "127.0.0.1:9464", "Prometheus /metrics address; '' = off")
+RULES = Setting("EXTPROC_RULES", "", "rules YAML file (required)")
+GRACE = Setting("EXTPROC_GRACE_SECONDS", "5", "drain deadline for in-flight streams on SIGTERM")
+POLL = Setting("EXTPROC_RELOAD_POLL_SECONDS", "0.25", "how often the rules path is checked")
+LOOP = Setting("EXTPROC_LOOP", "uvloop", "event loop: uvloop or asyncio")
+LOG_LEVEL = Setting("EXTPROC_LOG_LEVEL", "info", "debug, info, warning or error")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """Validated settings of ``extproc serve``."""
+
+    rules: str
+    listen: str
+    metrics: str
+    grace_seconds: float
+    poll_seconds: float
+    loop: str
+    log_level: str
+
+
+def env(setting: Setting) -> str:
+    return os.environ.get(setting.env, setting.default)
+
+
+def positive_float(name: str, text: str) -> float:
+    """Parse a positive number or raise ValueError naming the setting."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a number") from None
+    if not value > 0:
+        raise ValueError(f"{name}: {text!r} must be greater than 0")
+    return value
+
+
+def validate(settings: ServeSettings) -> ServeSettings:
+    """Reject impossible settings at start-up with a message naming the setting."""
+    if not settings.rules:
+        raise ValueError(f"--rules (or {RULES.env}) is required")
+    if settings.loop not in ("uvloop", "asyncio"):
+        raise ValueError(f"{LOOP.env}: {settings.loop!r} is not one of uvloop, asyncio")
+    if settings.log_level not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"{LOG_LEVEL.env}: {settings.log_level!r} is not a log level")
+    if settings.metrics:
+        split_host_port(settings.metrics)
+    return settings
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """'127.0.0.1:9464' or '[::1]:9464' -> (host, port); ValueError otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{address!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)

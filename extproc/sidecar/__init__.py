@@ -1,0 +1,1 @@
+"""The sidecar: the gRPC edge around the pure decision core."""

@@ -1,0 +1,87 @@
+"""The ext_proc stream handler: thin glue between Envoy's messages and the core.
+
+One Envoy HTTP request = one ``Process`` stream. For the request-headers
+message we decide and answer with the cohort; any other message gets a
+harmless "continue". Envoy resets the stream when the request ends, so a
+cancelled stream is normal and not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from extproc.core.model import Cohort, Decision, Reason
+from extproc.sidecar import wire
+from extproc.sidecar.snapshot import Snapshot
+
+log = logging.getLogger("extproc.processor")
+
+#: Bound on cached serialized responses (decisions repeat: cohort x rule x bucket).
+_CACHE_LIMIT = 32768
+
+
+class SnapshotSource(Protocol):
+    """What the handler needs from the rules holder: the current snapshot."""
+
+    current: Snapshot | None
+
+
+class DecisionRecorder(Protocol):
+    """What the handler needs from metrics."""
+
+    def record_decision(self, decision: Decision, seconds: float) -> None: ...
+    def record_stream_error(self, kind: str) -> None: ...
+
+
+class CohortProcessor:
+    """Answers ext_proc streams from the snapshot current at each message."""
+
+    def __init__(self, rules: SnapshotSource, recorder: DecisionRecorder) -> None:
+        self._rules = rules
+        self._recorder = recorder
+        self._cache: dict[Decision, bytes] = {}
+
+    async def process(
+        self, requests: AsyncIterator[wire.ProcessingRequest], context: object
+    ) -> AsyncIterator[bytes]:
+        async for request in requests:
+            if request.HasField("request_headers"):
+                yield self.on_request_headers(request)
+            else:
+                answer = wire.pass_through(request)
+                if answer is not None:
+                    yield answer
+
+    def on_request_headers(self, request: wire.ProcessingRequest) -> bytes:
+        """Decide one request; never raises: an internal failure answers v1."""
+        started = time.perf_counter()
+        snapshot = self._rules.current
+        try:
+            if snapshot is None:
+                decision = Decision(Cohort.V1, Reason.ERROR, "no_rules", -1, None, "")
+            else:
+                decider = snapshot.decider
+                headers = wire.read_headers(
+                    request.request_headers.headers.headers, decider.header_names
+                )
+                decision = decider.decide(headers)
+            answer = self._answer(decision)
+        except Exception:  # the request must still be served: v1, counted, logged
+            log.exception("decision failed; answering v1")
+            self._recorder.record_stream_error("internal")
+            decision = Decision(Cohort.V1, Reason.ERROR, "error", -1, None, "")
+            answer = self._answer(decision)
+        self._recorder.record_decision(decision, time.perf_counter() - started)
+        return answer
+
+    def _answer(self, decision: Decision) -> bytes:
+        answer = self._cache.get(decision)
+        if answer is None:
+            answer = wire.decision_response(decision)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[decision] = answer
+        return answer

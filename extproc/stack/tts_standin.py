@@ -1,0 +1,264 @@
+"""A stand-in TTS model server: real HTTP, real WAV, a version header and injectable faults.
+
+The real models cannot run here; this server answers like one would:
+
+- ``POST /tts`` with JSON ``{"text": "..."}`` or a plain-text body -> 200, ``audio/wav`` (16-bit
+  mono PCM, a tone whose duration grows with the text, capped), header
+  ``x-tts-model-version: <version>``. Empty text -> 400, body over 64 KiB -> 413, and with
+  probability ``error_rate`` an injected 503. Every answer waits ``latency_ms`` first.
+  ``x-tts-seen-cohort`` echoes the ``x-tts-cohort`` header as it reached the server ("-" if
+  absent), so tests can see what Envoy forwarded.
+- ``GET /healthz`` -> 200 ``ok``.
+- ``GET /admin/fault`` -> the current faults as JSON; ``POST /admin/fault`` with JSON
+  ``{"latency_ms": float >= 0, "error_rate": 0..1}`` (either key optional) changes them at run
+  time and answers the new state; invalid input -> 400 and nothing changes.
+
+HTTP/1.1 keep-alive with Content-Length on every answer; TCP_NODELAY on every connection
+(``http.server`` writes headers and body as two segments; with Nagle on, each response behind
+Envoy would wait ~40 ms for a delayed ACK).
+
+    python -m extproc.stack.tts_standin --version v2 --port 18082 [--latency-ms 50] [--error-rate 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import json
+import math
+import random
+import signal
+import sys
+import threading
+import time
+import wave
+from array import array
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+
+SAMPLE_RATE = 8_000
+SECONDS_PER_CHAR = 0.02
+MIN_SECONDS = 0.1
+MAX_SECONDS = 2.0
+MAX_BODY_BYTES = 64 * 1024
+TONE_HZ = {"v1": 220.0, "v2": 330.0}
+
+
+@dataclass
+class Faults:
+    """Injected faults; replaced as a whole under the server's lock."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+
+    @classmethod
+    def parse(cls, raw: Any, current: Faults) -> Faults:
+        """Merge a JSON object into ``current``; ValueError names the offending field."""
+        if not isinstance(raw, dict):
+            raise ValueError("expected a JSON object")
+        unknown = set(raw) - {"latency_ms", "error_rate"}
+        if unknown:
+            raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        latency = raw.get("latency_ms", current.latency_ms)
+        rate = raw.get("error_rate", current.error_rate)
+        if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
+            raise ValueError("latency_ms: expected a number >= 0")
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise ValueError("error_rate: expected a number in [0, 1]")
+        return cls(latency_ms=float(latency), error_rate=float(rate))
+
+
+def wav_seconds(text: str) -> float:
+    """Duration of the synthetic speech for ``text``: proportional, within [0.1 s, 2 s]."""
+    return min(MAX_SECONDS, max(MIN_SECONDS, len(text) * SECONDS_PER_CHAR))
+
+
+@functools.lru_cache(maxsize=256)
+def synthesize(seconds: float, tone_hz: float) -> bytes:
+    """A valid mono 16-bit WAV: a tone with a fade in and out, never silent, never clipped."""
+    frames = int(seconds * SAMPLE_RATE)
+    fade = max(1, frames // 10)
+    samples = array("h")
+    for n in range(frames):
+        envelope = min(1.0, n / fade, (frames - n) / fade)
+        samples.append(int(12_000 * envelope * math.sin(2 * math.pi * tone_hz * n / SAMPLE_RATE)))
+    if sys.byteorder == "big":
+        samples.byteswap()
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(samples.tobytes())
+    return out.getvalue()
+
+
+def text_of(body: bytes, content_type: str) -> str:
+    """The text to speak: JSON ``{"text": str}`` or the plain body. ValueError if malformed."""
+    decoded = body.decode("utf-8", errors="replace")
+    if "json" in content_type or decoded.lstrip().startswith("{"):
+        try:
+            payload = json.loads(decoded)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"invalid JSON: {exc.msg}") from exc
+        if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
+            raise ValueError('expected {"text": "..."}')
+        return str(payload["text"])
+    return decoded
+
+
+class TtsStandinServer(ThreadingHTTPServer):
+    """Holds the model version and the current faults for its handlers."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], version: str, faults: Faults) -> None:
+        super().__init__(address, TtsHandler)
+        self.version = version
+        self.tone_hz = TONE_HZ.get(version, 440.0)
+        self.faults = faults
+        self.lock = threading.Lock()
+        self.rng = random.Random()
+        self.log_requests = False
+
+    def roll_error(self) -> bool:
+        with self.lock:
+            return self.rng.random() < self.faults.error_rate
+
+
+class TtsHandler(BaseHTTPRequestHandler):
+    """One connection; keep-alive until the client closes it."""
+
+    server: TtsStandinServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # TCP_NODELAY, see the module docstring
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            self._reply(200, b"ok\n", "text/plain")
+        elif self.path == "/admin/fault":
+            self._reply_json(200, asdict(self.server.faults))
+        else:
+            self._reply_json(404, {"error": f"no such path: {self.path}"})
+
+    def do_POST(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        if self.path == "/tts":
+            self._tts(body)
+        elif self.path == "/admin/fault":
+            self._set_faults(body)
+        else:
+            self._reply_json(404, {"error": f"no such path: {self.path}"})
+
+    def _tts(self, body: bytes) -> None:
+        faults = self.server.faults
+        if faults.latency_ms > 0:
+            time.sleep(faults.latency_ms / 1000)  # the injected model latency itself
+        if self.server.roll_error():
+            self._reply_json(503, {"error": "injected fault"})
+            return
+        try:
+            text = text_of(body, self.headers.get("content-type", ""))
+        except ValueError as exc:
+            self._reply_json(400, {"error": str(exc)})
+            return
+        if not text.strip():
+            self._reply_json(400, {"error": "empty text"})
+            return
+        audio = synthesize(wav_seconds(text), self.server.tone_hz)
+        self._reply(200, audio, "audio/wav")
+
+    def _set_faults(self, body: bytes) -> None:
+        with self.server.lock:
+            try:
+                raw = json.loads(body or b"{}")
+                self.server.faults = Faults.parse(raw, self.server.faults)
+            except ValueError as exc:  # JSONDecodeError is a ValueError
+                self._reply_json(400, {"error": str(exc)})
+                return
+            state = asdict(self.server.faults)
+        print(f"tts-standin {self.server.version}: faults now {state}", file=sys.stderr)
+        self._reply_json(200, state)
+
+    def _read_body(self) -> bytes | None:
+        """The request body (Content-Length or chunked); None after answering 4xx."""
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            size = 0
+            while True:
+                chunk_len = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if chunk_len == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    break
+                size += chunk_len
+                if size > MAX_BODY_BYTES:
+                    self.close_connection = True
+                    self._reply_json(413, {"error": "body too large"})
+                    return None
+                chunks.append(self.rfile.read(chunk_len))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._reply_json(413, {"error": "body too large"})
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _reply_json(self, status: int, payload: dict[str, Any]) -> None:
+        self._reply(status, json.dumps(payload).encode() + b"\n", "application/json")
+
+    def _reply(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(body)))
+        self.send_header("x-tts-model-version", self.server.version)
+        self.send_header("x-tts-seen-cohort", self.headers.get("x-tts-cohort", "-"))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.log_requests:
+            super().log_message(format, *args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Stand-in TTS model server (synthetic WAV).")
+    parser.add_argument("--version", required=True, help="model version to report, e.g. v1, v2")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=18081, help="port (default %(default)s)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of 503 answers")
+    parser.add_argument("--log-requests", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    try:
+        faults = Faults.parse({"latency_ms": args.latency_ms, "error_rate": args.error_rate}, Faults())
+    except ValueError as exc:
+        parser.error(str(exc))
+    server = TtsStandinServer((args.host, args.port), args.version, faults)
+    server.log_requests = args.log_requests
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(
+        f"tts-standin {args.version}: listening on {args.host}:{args.port}, faults {asdict(faults)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    with server:
+        server.serve_forever(poll_interval=0.2)
+    print(f"tts-standin {args.version}: stopped", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
