@@ -31,7 +31,7 @@ class Reader:
         self.file = file
 
     def fail(self, node: Node, path: str, message: str) -> NoReturn:
-        raise RulesError(self.file, line_of(node), path, message)
+        raise RulesError(self.file, line_of(node), path or "(root)", message)
 
     def mapping(
         self, node: Node, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()
@@ -48,7 +48,7 @@ class Reader:
             out[name] = value
         for name in required:
             if name not in out:
-                self.fail(node, path or "(root)", f"missing required key '{name}'")
+                self.fail(node, path, f"missing required key '{name}'")
         return out
 
     def sequence(self, node: Node, path: str, *, allow_scalar: bool = False) -> list[Node]:

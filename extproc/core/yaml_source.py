@@ -20,6 +20,9 @@ MAX_BYTES = 1 << 20
 
 FILE = "(file)"
 _STANDARD_TAG = "tag:yaml.org,2002:"
+_ALLOWED_TAGS = {
+    _STANDARD_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")
+}
 
 
 def read_bytes(path: Path, max_bytes: int = MAX_BYTES) -> bytes:
@@ -47,7 +50,8 @@ def compose(name: str, data: bytes) -> Node:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
+        # Errors found at the end of the stream point past the last line; clamp.
+        line = min(mark.line + 1, text.count("\n") or 1) if mark is not None else 1
         raise RulesError(name, line, FILE, f"invalid YAML: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
         raise RulesError(name, 1, FILE, f"invalid YAML: {exc}") from exc
@@ -71,9 +75,10 @@ def _check_tree(name: str, root: Node) -> None:
     stack = [root]
     while stack:
         node = stack.pop()
-        if not node.tag.startswith(_STANDARD_TAG):
+        if node.tag not in _ALLOWED_TAGS:
             line = node.start_mark.line + 1
-            raise RulesError(name, line, FILE, f"YAML tag {node.tag!r} is not allowed")
+            tag = node.tag.replace(_STANDARD_TAG, "!!", 1)
+            raise RulesError(name, line, FILE, f"YAML tag {tag!r} is not allowed")
         if isinstance(node, MappingNode):
             seen: set[str] = set()
             for key, value in node.value:

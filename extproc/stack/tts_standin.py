@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-requests", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     try:
-        faults = Faults.parse({"latency_ms": args.latency_ms, "error_rate": args.error_rate}, Faults())
+        faults = Faults.parse(
+            {"latency_ms": args.latency_ms, "error_rate": args.error_rate}, Faults()
+        )
     except ValueError as exc:
         parser.error(str(exc))
     server = TtsStandinServer((args.host, args.port), args.version, faults)
