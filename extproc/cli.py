@@ -58,11 +58,15 @@ def _serve(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if settings.loop == "uvloop":
-        import uvloop
+    try:
+        if settings.loop == "uvloop":
+            import uvloop
 
-        return uvloop.run(serve(settings))
-    return asyncio.run(serve(settings))
+            return uvloop.run(serve(settings))
+        return asyncio.run(serve(settings))
+    except OSError as exc:  # a port in use, an unwritable unix socket path
+        logging.getLogger("extproc").error("cannot start: %s", exc)
+        return 1
 
 
 def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

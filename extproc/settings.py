@@ -62,9 +62,18 @@ def validate(settings: ServeSettings) -> ServeSettings:
         raise ValueError(f"{LOOP.env}: {settings.loop!r} is not one of uvloop, asyncio")
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise ValueError(f"{LOG_LEVEL.env}: {settings.log_level!r} is not a log level")
+    if not settings.listen.startswith("unix:"):
+        _check_address(f"--listen (or {LISTEN.env})", settings.listen)
     if settings.metrics:
-        split_host_port(settings.metrics)
+        _check_address(f"--metrics (or {METRICS.env})", settings.metrics)
     return settings
+
+
+def _check_address(name: str, address: str) -> None:
+    try:
+        split_host_port(address)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def split_host_port(address: str) -> tuple[str, int]:

@@ -67,7 +67,7 @@ def compose(name: str, data: bytes) -> Node:
 def _refuse_anchors(name: str, text: str) -> None:
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            line = event.start_mark.line + 1
+            line = event.start_mark.line + 1 if event.start_mark is not None else 1
             raise RulesError(name, line, FILE, "YAML anchors and aliases (&, *) are not allowed")
 
 

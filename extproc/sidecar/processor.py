@@ -13,6 +13,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+import grpc
+
 from extproc.core.model import Cohort, Decision, Reason
 from extproc.sidecar import wire
 from extproc.sidecar.snapshot import Snapshot
@@ -45,9 +47,19 @@ class CohortProcessor:
         self._cache: dict[Decision, bytes] = {}
 
     async def process(
-        self, requests: AsyncIterator[wire.ProcessingRequest], context: object
+        self, messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        async for request in requests:
+        """The Process RPC: messages arrive as raw bytes so a malformed one is
+        answered INVALID_ARGUMENT and counted, instead of a logged traceback."""
+        async for data in messages:
+            try:
+                request = wire.parse_request(data)
+            except wire.BadMessage as exc:
+                self._recorder.record_stream_error("bad_message")
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"not a ProcessingRequest: {exc}"
+                )
+                return
             if request.HasField("request_headers"):
                 yield self.on_request_headers(request)
             else:

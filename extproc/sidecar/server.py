@@ -21,7 +21,6 @@ from prometheus_client import start_http_server
 
 from extproc.metrics import Metrics
 from extproc.settings import ServeSettings, split_host_port
-from extproc.sidecar import wire
 from extproc.sidecar.processor import CohortProcessor
 from extproc.sidecar.snapshot import RulesHolder
 from extproc.sidecar.watch import ChangeDetector
@@ -47,8 +46,8 @@ def _handler(processor: CohortProcessor) -> grpc.GenericRpcHandler:
     # Responses are pre-serialized bytes (see wire.py), so the serializer is identity.
     method = grpc.stream_stream_rpc_method_handler(
         processor.process,
-        request_deserializer=wire.parse_request,
-        response_serializer=bytes,
+        request_deserializer=None,  # raw bytes: the handler parses (see processor.py)
+        response_serializer=None,
     )
     return grpc.method_handlers_generic_handler(EXT_PROC_SERVICE, {"Process": method})
 
@@ -83,7 +82,10 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     server.add_generic_rpc_handlers((_handler(processor),))
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = server.add_insecure_port(settings.listen)
+    try:
+        port = server.add_insecure_port(settings.listen)
+    except RuntimeError as exc:  # grpc reports a failed bind this way
+        raise OSError(f"cannot listen on {settings.listen}: {exc}") from None
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
     running = Running(server, port, holder, metrics, health)

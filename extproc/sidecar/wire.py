@@ -11,6 +11,7 @@ from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
+from google.protobuf.message import DecodeError
 
 from extproc.core.model import Decision
 
@@ -86,6 +87,13 @@ def pass_through(request: ext_proc.ProcessingRequest) -> bytes | None:
     return _PASS_THROUGH.get(phase) if phase else None
 
 
+class BadMessage(ValueError):
+    """Bytes on the stream that are not a ProcessingRequest."""
+
+
 def parse_request(data: bytes) -> ext_proc.ProcessingRequest:
-    """Deserializer handed to gRPC; a malformed message fails the stream, not the server."""
-    return ext_proc.ProcessingRequest.FromString(data)
+    """Parse one stream message; raises ``BadMessage`` for bytes that are not one."""
+    try:
+        return ext_proc.ProcessingRequest.FromString(data)
+    except DecodeError as exc:
+        raise BadMessage(str(exc)) from None

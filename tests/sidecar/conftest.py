@@ -1,0 +1,49 @@
+"""Fixtures of the in-process sidecar layer; the harness itself is in harness.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from extproc.core.loader import load_rules
+from extproc.core.model import Rules
+
+from .harness import Sidecar, rules_text
+
+
+@pytest.fixture
+def start_sidecar() -> Iterator[Callable[..., Sidecar]]:
+    """Factory: start a sidecar on a rules path; every one is stopped at teardown."""
+    started: list[Sidecar] = []
+
+    def start(rules: Path, **kwargs: float) -> Sidecar:
+        sidecar = Sidecar(rules, **kwargs)
+        started.append(sidecar)
+        return sidecar
+
+    yield start
+    for sidecar in started:
+        sidecar.stop()
+
+
+@pytest.fixture(scope="module")
+def rules_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rules") / "rules.yaml"
+    path.write_text(rules_text())
+    return path
+
+
+@pytest.fixture(scope="module")
+def rules(rules_file: Path) -> Rules:
+    """The core's view of ``rules_file``: every expected decision comes from it."""
+    return load_rules(rules_file)
+
+
+@pytest.fixture(scope="module")
+def sidecar(rules_file: Path) -> Iterator[Sidecar]:
+    """One sidecar shared by a module's read-only tests."""
+    running = Sidecar(rules_file)
+    yield running
+    running.stop()
