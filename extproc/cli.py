@@ -17,7 +17,7 @@ from extproc.core.model import percent
 
 
 def _settings_epilog() -> str:
-    rows = [S.RULES, S.LISTEN, S.METRICS, S.GRACE, S.POLL, S.LOOP, S.LOG_LEVEL]
+    rows = [S.RULES, S.LISTEN, S.METRICS, S.GRACE, S.POLL, S.LOOP, S.DECISION_LOG, S.LOG_LEVEL]
     lines = ["environment (flags win):"]
     lines += [f"  {s.env:<28} default {s.default!r:<18} {s.help}" for s in rows]
     return "\n".join(lines)
@@ -38,6 +38,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def _serve(args: argparse.Namespace) -> int:
     from extproc.sidecar.server import serve  # grpc is imported only to serve
+    from extproc.tracing import BrokenInstallError
 
     try:
         settings = S.validate(
@@ -49,6 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
                 poll_seconds=S.positive_float(S.POLL.env, S.env(S.POLL)),
                 loop=S.env(S.LOOP),
                 log_level=S.env(S.LOG_LEVEL),
+                decision_log_rate=S.fraction(S.DECISION_LOG.env, S.env(S.DECISION_LOG)),
             )
         )
     except ValueError as exc:
@@ -67,6 +69,9 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:  # a port in use, an unwritable unix socket path
         logging.getLogger("extproc").error("cannot start: %s", exc)
         return 1
+    except BrokenInstallError as exc:
+        logging.getLogger("extproc").error("cannot start: %s", exc)
+        return 3
 
 
 def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -7,6 +7,8 @@ id, bucket or other per-request value ever becomes a label.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from extproc.core.bucket import BUCKETS
@@ -63,9 +65,19 @@ class Metrics:
         )
         for outcome in ("loaded", "unchanged", "failed"):
             self.reloads.labels(outcome)
+        for kind in ("bad_message", "internal"):
+            self.stream_errors.labels(kind)
+        self._decision_children: dict[tuple[object, ...], Any] = {}
 
     def record_decision(self, decision: Decision, seconds: float) -> None:
-        self.decisions.labels(decision.cohort.value, decision.reason.value, decision.rule).inc()
+        labels = (decision.cohort, decision.reason, decision.rule)
+        child = self._decision_children.get(labels)
+        if child is None:  # label sets are few and bounded (see module docstring)
+            child = self.decisions.labels(
+                decision.cohort.value, decision.reason.value, decision.rule
+            )
+            self._decision_children[labels] = child
+        child.inc()
         self.decision_seconds.observe(seconds)
 
     def record_stream_error(self, kind: str) -> None:

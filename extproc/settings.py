@@ -23,6 +23,9 @@ RULES = Setting("EXTPROC_RULES", "", "rules YAML file (required)")
 GRACE = Setting("EXTPROC_GRACE_SECONDS", "5", "drain deadline for in-flight streams on SIGTERM")
 POLL = Setting("EXTPROC_RELOAD_POLL_SECONDS", "0.25", "how often the rules path is checked")
 LOOP = Setting("EXTPROC_LOOP", "uvloop", "event loop: uvloop or asyncio")
+DECISION_LOG = Setting(
+    "EXTPROC_DECISION_LOG_RATE", "0", "fraction 0..1 of decisions logged as JSON lines"
+)
 LOG_LEVEL = Setting("EXTPROC_LOG_LEVEL", "info", "debug, info, warning or error")
 
 
@@ -37,6 +40,7 @@ class ServeSettings:
     poll_seconds: float
     loop: str
     log_level: str
+    decision_log_rate: float = 0.0
 
 
 def env(setting: Setting) -> str:
@@ -60,6 +64,8 @@ def validate(settings: ServeSettings) -> ServeSettings:
         raise ValueError(f"--rules (or {RULES.env}) is required")
     if settings.loop not in ("uvloop", "asyncio"):
         raise ValueError(f"{LOOP.env}: {settings.loop!r} is not one of uvloop, asyncio")
+    if not 0.0 <= settings.decision_log_rate <= 1.0:
+        raise ValueError(f"{DECISION_LOG.env}: {settings.decision_log_rate} is not within 0..1")
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise ValueError(f"{LOG_LEVEL.env}: {settings.log_level!r} is not a log level")
     if not settings.listen.startswith("unix:"):
@@ -82,3 +88,14 @@ def split_host_port(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{address!r} is not host:port")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def fraction(name: str, text: str) -> float:
+    """Parse a number within 0..1 or raise ValueError naming the setting."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: {text!r} is not within 0..1")
+    return value

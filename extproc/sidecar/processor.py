@@ -15,8 +15,10 @@ from typing import Protocol
 
 import grpc
 
+from extproc.core.decide import Decider
 from extproc.core.model import Cohort, Decision, Reason
 from extproc.sidecar import wire
+from extproc.sidecar.observe import Carrier, DecisionObserver
 from extproc.sidecar.snapshot import Snapshot
 
 log = logging.getLogger("extproc.processor")
@@ -31,63 +33,74 @@ class SnapshotSource(Protocol):
     current: Snapshot | None
 
 
-class DecisionRecorder(Protocol):
-    """What the handler needs from metrics."""
-
-    def record_decision(self, decision: Decision, seconds: float) -> None: ...
-    def record_stream_error(self, kind: str) -> None: ...
-
-
 class CohortProcessor:
     """Answers ext_proc streams from the snapshot current at each message."""
 
-    def __init__(self, rules: SnapshotSource, recorder: DecisionRecorder) -> None:
+    def __init__(self, rules: SnapshotSource, observer: DecisionObserver) -> None:
         self._rules = rules
-        self._recorder = recorder
+        self._observer = observer
         self._cache: dict[Decision, bytes] = {}
+        self._wanted: tuple[object, frozenset[str]] = (None, frozenset())
 
     async def process(
         self, messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         """The Process RPC: messages arrive as raw bytes so a malformed one is
         answered INVALID_ARGUMENT and counted, instead of a logged traceback."""
+        # Envoy puts its trace context in the stream's gRPC metadata.
+        carrier = context.invocation_metadata() if self._observer.tracer.enabled else None
         async for data in messages:
             try:
                 request = wire.parse_request(data)
             except wire.BadMessage as exc:
-                self._recorder.record_stream_error("bad_message")
+                self._observer.metrics.record_stream_error("bad_message")
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"not a ProcessingRequest: {exc}"
                 )
                 return
             if request.HasField("request_headers"):
-                yield self.on_request_headers(request)
+                yield self.on_request_headers(request, carrier)
             else:
                 answer = wire.pass_through(request)
                 if answer is not None:
                     yield answer
 
-    def on_request_headers(self, request: wire.ProcessingRequest) -> bytes:
+    def on_request_headers(
+        self, request: wire.ProcessingRequest, carrier: Carrier | None = None
+    ) -> bytes:
         """Decide one request; never raises: an internal failure answers v1."""
+        start_ns = time.time_ns() if self._observer.needs_context else 0
         started = time.perf_counter()
         snapshot = self._rules.current
+        headers: dict[str, str] = {}
+        flag_key = ""
         try:
             if snapshot is None:
                 decision = Decision(Cohort.V1, Reason.ERROR, "no_rules", -1, None, "")
             else:
                 decider = snapshot.decider
+                flag_key = decider.rules.name
                 headers = wire.read_headers(
-                    request.request_headers.headers.headers, decider.header_names
+                    request.request_headers.headers.headers, self._wanted_headers(decider)
                 )
                 decision = decider.decide(headers)
             answer = self._answer(decision)
         except Exception:  # the request must still be served: v1, counted, logged
             log.exception("decision failed; answering v1")
-            self._recorder.record_stream_error("internal")
+            self._observer.metrics.record_stream_error("internal")
             decision = Decision(Cohort.V1, Reason.ERROR, "error", -1, None, "")
             answer = self._answer(decision)
-        self._recorder.record_decision(decision, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self._observer.decided(decision, flag_key, headers, carrier, start_ns, seconds)
         return answer
+
+    def _wanted_headers(self, decider: Decider) -> frozenset[str]:
+        """The headers to extract: the decider's plus the observer's (cached per snapshot)."""
+        owner, names = self._wanted
+        if owner is not decider:
+            names = decider.header_names | self._observer.extra_headers
+            self._wanted = (decider, names)
+        return names
 
     def _answer(self, decision: Decision) -> bytes:
         answer = self._cache.get(decision)

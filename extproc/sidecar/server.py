@@ -19,11 +19,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from prometheus_client import start_http_server
 
+from extproc.decision_log import DecisionLog
 from extproc.metrics import Metrics
+from extproc.privacy import IdHasher
 from extproc.settings import ServeSettings, split_host_port
+from extproc.sidecar.observe import DecisionObserver
 from extproc.sidecar.processor import CohortProcessor
 from extproc.sidecar.snapshot import RulesHolder
 from extproc.sidecar.watch import ChangeDetector
+from extproc.tracing import DecisionTracer
 
 log = logging.getLogger("extproc.server")
 
@@ -78,7 +82,13 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     health = HealthServicer()
     for service in ("", EXT_PROC_SERVICE):
         await health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    processor = CohortProcessor(holder, metrics)
+    observer = DecisionObserver(
+        metrics,
+        DecisionTracer.from_env(),
+        IdHasher.from_env(),
+        DecisionLog(settings.decision_log_rate),
+    )
+    processor = CohortProcessor(holder, observer)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     server.add_generic_rpc_handlers((_handler(processor),))
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -110,6 +120,7 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
         await server.stop(settings.grace_seconds)
         if http is not None:
             http.shutdown()
+        observer.tracer.shutdown()  # flush queued spans
         log.info("stopped")
 
 
