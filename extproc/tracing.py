@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,7 +88,8 @@ class DecisionTracer:
         except ImportError as exc:
             raise BrokenInstallError(BROKEN_INSTALL.format(error=exc)) from exc
         resource = Resource.create({"service.name": "tts-canary-extproc"} | _service_from_env())
-        provider = TracerProvider(resource=resource)
+        # Shut down by us, with a deadline, not by an atexit hook that could hang.
+        provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         log.info("tracing: exporting spans over OTLP/gRPC")
         return cls(provider.get_tracer("extproc"), provider)
@@ -132,10 +134,19 @@ class DecisionTracer:
         )
         span.end(end_time=end_ns)
 
-    def shutdown(self) -> None:
-        """Flush what is queued (bounded by the SDK's export timeout) and stop."""
-        if self._provider is not None:
-            self._provider.shutdown()
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Flush what is queued and stop, waiting at most ``timeout`` seconds.
+
+        A slow or dead collector must not hold up a sidecar's exit: the flush
+        runs in a daemon thread that is abandoned after the deadline.
+        """
+        if self._provider is None:
+            return
+        flusher = threading.Thread(target=self._provider.shutdown, daemon=True)
+        flusher.start()
+        flusher.join(timeout)
+        if flusher.is_alive():
+            log.warning("tracing: spans still queued after %.1fs at shutdown, dropped", timeout)
 
 
 def _as_dict(carrier: Sequence[tuple[str, str | bytes]] | Mapping[str, str]) -> dict[str, str]:
