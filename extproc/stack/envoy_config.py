@@ -106,9 +106,8 @@ def render_config(ports: EnvoyPorts, path: Path | None = None) -> Config:
 
 def write_config(config: Config, directory: Path | None = None) -> Path:
     """Write ``config`` as YAML to a new file in ``directory`` (default: the temp dir)."""
-    handle = tempfile.NamedTemporaryFile(
+    with tempfile.NamedTemporaryFile(
         "w", prefix="envoy-", suffix=".yaml", dir=directory, delete=False, encoding="utf-8"
-    )
-    with handle:
+    ) as handle:
         yaml.safe_dump(config, handle, sort_keys=False)
     return Path(handle.name)

@@ -91,12 +91,7 @@ class Stack:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         self.tts = {
-            version: self._process(
-                f"tts_{version}",
-                [sys.executable, "-m", "extproc.stack.tts_standin", "--version", version]
-                + ["--host", HOST, "--port", str(self.ports.tts(version))],
-                env,
-            )
+            version: self._process(f"tts_{version}", self._standin_argv(version), env)
             for version in ("v1", "v2")
         }
         self.sidecar = self._process("sidecar", self._sidecar_argv(sidecar_args), env)
@@ -120,22 +115,27 @@ class Stack:
         log = self.run_dir / f"{name}.log"
         return ManagedProcess(name, argv, log, stdout_path=stdout, env=env, cwd=REPO_ROOT)
 
+    def _standin_argv(self, version: str) -> list[str]:
+        port = str(self.ports.tts(version))
+        module = "extproc.stack.tts_standin"
+        return [sys.executable, "-m", module, "--version", version, "--host", HOST, "--port", port]
+
     def _sidecar_argv(self, extra: Sequence[str]) -> list[str]:
         listen = f"{HOST}:{self.ports.sidecar}"
         if self.processor == "naive":
             return [sys.executable, str(NAIVE_PROCESSOR), "--listen", listen, *extra]
-        return [sys.executable, "-m", "extproc", "serve", "--rules", str(self.rules)] + [
-            "--listen",
-            listen,
-            "--metrics",
-            f"{HOST}:{self.metrics_port}",
-            *extra,
-        ]
+        metrics = f"{HOST}:{self.metrics_port}"
+        rules = str(self.rules)
+        serve = ["serve", "--rules", rules, "--listen", listen, "--metrics", metrics]
+        return [sys.executable, "-m", "extproc", *serve, *extra]
 
     # ---- life cycle -------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Start everything and wait until ready; on failure stop what started, then raise."""
+        """Start everything and wait until ready; on failure stop what started, then raise.
+        Logs from an earlier run in the same ``run_dir`` are truncated first."""
+        for path in (self.access_log_path, *(p.log_path for p in self.processes())):
+            path.write_bytes(b"")
         try:
             for version, standin in self.tts.items():
                 self._exit_stack.enter_context(standin)
@@ -201,7 +201,9 @@ class Stack:
 
     def wait_sidecar_serving(self) -> None:
         """Wait until the processor's gRPC health says SERVING for the ext_proc service."""
-        wait_for_grpc_serving(self.sidecar_target, EXT_PROC_SERVICE, self.ready_timeout, self.sidecar)
+        wait_for_grpc_serving(
+            self.sidecar_target, EXT_PROC_SERVICE, self.ready_timeout, self.sidecar
+        )
 
     def sidecar_healthy_in_envoy(self) -> bool:
         """Envoy's view: has its active health check marked the sidecar host healthy?"""

@@ -17,7 +17,7 @@ HTTP/1.1 keep-alive with Content-Length on every answer; TCP_NODELAY on every co
 (``http.server`` writes headers and body as two segments; with Nagle on, each response behind
 Envoy would wait ~40 ms for a delayed ACK).
 
-    python -m extproc.stack.tts_standin --version v2 --port 18082 [--latency-ms 50] [--error-rate 0.1]
+    python -m extproc.stack.tts_standin --version v2 --port 18082 --latency-ms 50
 """
 
 from __future__ import annotations
@@ -252,8 +252,9 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    where = f"{args.host}:{args.port}"
     print(
-        f"tts-standin {args.version}: listening on {args.host}:{args.port}, faults {asdict(faults)}",
+        f"tts-standin {args.version}: listening on {where}, faults {asdict(faults)}",
         file=sys.stderr,
         flush=True,
     )

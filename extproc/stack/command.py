@@ -1,0 +1,110 @@
+"""``extproc stack``: the local stack in the foreground (and its demo mode).
+
+Starts the stand-in TTS servers, the sidecar and Envoy on the documented loopback ports,
+prints them with a curl line to try, and runs until Ctrl-C or SIGTERM; then stops everything
+in reverse order and exits 0. If a process dies on its own, the stack stops and exits 1.
+With ``--demo`` it sends demo traffic once ready, prints the table and exits (``--keep``:
+keeps running afterwards). Logs and the rendered Envoy config go to ``--run-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from extproc.stack.demo import print_report, run_demo
+from extproc.stack.processes import NotReadyError
+from extproc.stack.stack import DEFAULT_METRICS_PORT, DEFAULT_RULES, REPO_ROOT, Stack
+
+DEFAULT_RUN_DIR = REPO_ROOT / ".stack"
+WATCH_SECONDS = 0.5
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``stack`` subcommand to an argparse subparsers object (sets ``func``)."""
+    parser = subparsers.add_parser(
+        "stack",
+        help="run Envoy, the sidecar and stand-in TTS servers locally (foreground)",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--rules", type=Path, default=DEFAULT_RULES, help="rules file (default: %(default)s)"
+    )
+    parser.add_argument("--demo", action="store_true", help="send demo traffic, print a table")
+    parser.add_argument(
+        "--demo-users", type=int, default=500, help="demo: synthetic users (default %(default)s)"
+    )
+    parser.add_argument(
+        "--demo-requests", type=int, default=3000, help="demo: requests (default %(default)s)"
+    )
+    parser.add_argument("--keep", action="store_true", help="demo: keep running afterwards")
+    parser.add_argument(
+        "--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="logs go here (default %(default)s)"
+    )
+    parser.set_defaults(func=run)
+
+
+def _print_banner(stack: Stack) -> None:
+    ports = stack.ports
+    print(
+        f"""TTS canary stack is up (logs in {stack.run_dir})
+  envoy listener   {stack.listener_url}
+  envoy admin      {stack.admin_url}
+  sidecar (gRPC)   {stack.sidecar_target}   metrics {stack.metrics_url}
+  tts v1 / v2      127.0.0.1:{ports.tts_v1} / 127.0.0.1:{ports.tts_v2}
+  rules            {stack.rules}
+Try:
+  curl -s -D- -o /tmp/out.wav -H 'x-user-id: alice' -H 'x-region: us-east' \\
+       -d '{{"text":"hello"}}' {stack.listener_url}/tts
+Envoy's access log (cohort, reason, rule, bucket per request): {stack.access_log_path}
+Ctrl-C stops everything.""",
+        flush=True,
+    )
+
+
+def _watch(stack: Stack) -> int:
+    """Block until a process dies (-> 1); Ctrl-C / SIGTERM end it with KeyboardInterrupt."""
+    idle = threading.Event()  # never set: a wait that signals can interrupt
+    while not idle.wait(WATCH_SECONDS):
+        dead = [process for process in stack.processes() if not process.alive()]
+        for process in dead:
+            print(f"{process.name} exited ({process.returncode}):", file=sys.stderr)
+            print(process.log_tail(), file=sys.stderr)
+        if dead:
+            return 1
+    return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the stack in the foreground; the exit code of ``extproc stack``."""
+    if not args.rules.is_file():
+        print(f"extproc stack: no rules file at {args.rules}", file=sys.stderr)
+        return 2
+    stack = Stack(rules=args.rules, run_dir=args.run_dir, metrics_port=DEFAULT_METRICS_PORT)
+    # Ctrl-C and SIGTERM both raise KeyboardInterrupt, from the first moment (also when the
+    # shell started us with SIGINT ignored), so leaving the ``with`` stops whatever started.
+    interrupts = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in interrupts}
+    try:
+        with stack:
+            _print_banner(stack)
+            if args.demo:
+                result = run_demo(stack, args.demo_users, args.demo_requests)
+                print_report(result, args.demo_users, sys.stdout)
+                if not args.keep:
+                    clean = result.users_on_several_upstreams == 0 and not result.errors
+                    return 0 if clean else 1
+            return _watch(stack)
+    except NotReadyError as exc:
+        print(f"extproc stack: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("stack stopped", file=sys.stderr)
