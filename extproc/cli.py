@@ -17,7 +17,17 @@ from extproc.core.model import percent
 
 
 def _settings_epilog() -> str:
-    rows = [S.RULES, S.LISTEN, S.METRICS, S.GRACE, S.POLL, S.LOOP, S.DECISION_LOG, S.LOG_LEVEL]
+    rows = [
+        S.RULES,
+        S.LISTEN,
+        S.METRICS,
+        S.SERVER,
+        S.GRACE,
+        S.POLL,
+        S.LOOP,
+        S.DECISION_LOG,
+        S.LOG_LEVEL,
+    ]
     lines = ["environment (flags win):"]
     lines += [f"  {s.env:<28} default {s.default!r:<18} {s.help}" for s in rows]
     return "\n".join(lines)
@@ -51,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
                 loop=S.env(S.LOOP),
                 log_level=S.env(S.LOG_LEVEL),
                 decision_log_rate=S.fraction(S.DECISION_LOG.env, S.env(S.DECISION_LOG)),
+                server=S.env(S.SERVER),
             )
         )
     except ValueError as exc:

@@ -22,6 +22,9 @@ METRICS = Setting("EXTPROC_METRICS", "127.0.0.1:9464", "Prometheus /metrics addr
 RULES = Setting("EXTPROC_RULES", "", "rules YAML file (required)")
 GRACE = Setting("EXTPROC_GRACE_SECONDS", "5", "drain deadline for in-flight streams on SIGTERM")
 POLL = Setting("EXTPROC_RELOAD_POLL_SECONDS", "0.25", "how often the rules path is checked")
+SERVER = Setting(
+    "EXTPROC_SERVER", "h2", "server model: h2 (built-in HTTP/2, fast) or grpc (grpc.aio)"
+)
 LOOP = Setting("EXTPROC_LOOP", "uvloop", "event loop: uvloop or asyncio")
 DECISION_LOG = Setting(
     "EXTPROC_DECISION_LOG_RATE", "0", "fraction 0..1 of decisions logged as JSON lines"
@@ -41,6 +44,7 @@ class ServeSettings:
     loop: str
     log_level: str
     decision_log_rate: float = 0.0
+    server: str = "h2"
 
 
 def env(setting: Setting) -> str:
@@ -62,6 +66,8 @@ def validate(settings: ServeSettings) -> ServeSettings:
     """Reject impossible settings at start-up with a message naming the setting."""
     if not settings.rules:
         raise ValueError(f"--rules (or {RULES.env}) is required")
+    if settings.server not in ("h2", "grpc"):
+        raise ValueError(f"{SERVER.env}: {settings.server!r} is not one of h2, grpc")
     if settings.loop not in ("uvloop", "asyncio"):
         raise ValueError(f"{LOOP.env}: {settings.loop!r} is not one of uvloop, asyncio")
     if not 0.0 <= settings.decision_log_rate <= 1.0:

@@ -42,28 +42,37 @@ class CohortProcessor:
         self._cache: dict[Decision, bytes] = {}
         self._wanted: tuple[object, frozenset[str]] = (None, frozenset())
 
+    def handle(self, data: bytes, carrier: Carrier | None = None) -> bytes | None:
+        """Answer one serialized ProcessingRequest (None: the message needs no answer).
+
+        Raises ``wire.BadMessage`` (counted) for bytes that are not one; the
+        server turns that into INVALID_ARGUMENT for this stream only.
+        """
+        try:
+            request = wire.parse_request(data)
+        except wire.BadMessage:
+            self._observer.metrics.record_stream_error("bad_message")
+            raise
+        if request.HasField("request_headers"):
+            return self.on_request_headers(request, carrier)
+        return wire.pass_through(request)
+
     async def process(
         self, messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        """The Process RPC: messages arrive as raw bytes so a malformed one is
-        answered INVALID_ARGUMENT and counted, instead of a logged traceback."""
+        """The Process RPC for the grpc.aio server model (raw bytes in and out)."""
         # Envoy puts its trace context in the stream's gRPC metadata.
         carrier = context.invocation_metadata() if self._observer.tracer.enabled else None
         async for data in messages:
             try:
-                request = wire.parse_request(data)
+                answer = self.handle(data, carrier)
             except wire.BadMessage as exc:
-                self._observer.metrics.record_stream_error("bad_message")
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"not a ProcessingRequest: {exc}"
                 )
                 return
-            if request.HasField("request_headers"):
-                yield self.on_request_headers(request, carrier)
-            else:
-                answer = wire.pass_through(request)
-                if answer is not None:
-                    yield answer
+            if answer is not None:
+                yield answer
 
     def on_request_headers(
         self, request: wire.ProcessingRequest, carrier: Carrier | None = None

@@ -13,13 +13,19 @@ from extproc.core.model import Rules
 from .harness import Sidecar, rules_text
 
 
+@pytest.fixture(scope="module", params=["h2", "grpc"])
+def server_model(request: pytest.FixtureRequest) -> str:
+    """Every in-process test runs on both server models (EXTPROC_SERVER)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def start_sidecar() -> Iterator[Callable[..., Sidecar]]:
+def start_sidecar(server_model: str) -> Iterator[Callable[..., Sidecar]]:
     """Factory: start a sidecar on a rules path; every one is stopped at teardown."""
     started: list[Sidecar] = []
 
     def start(rules: Path, **kwargs: float) -> Sidecar:
-        sidecar = Sidecar(rules, **kwargs)
+        sidecar = Sidecar(rules, server=server_model, **kwargs)
         started.append(sidecar)
         return sidecar
 
@@ -42,8 +48,8 @@ def rules(rules_file: Path) -> Rules:
 
 
 @pytest.fixture(scope="module")
-def sidecar(rules_file: Path) -> Iterator[Sidecar]:
+def sidecar(rules_file: Path, server_model: str) -> Iterator[Sidecar]:
     """One sidecar shared by a module's read-only tests."""
-    running = Sidecar(rules_file)
+    running = Sidecar(rules_file, server=server_model)
     yield running
     running.stop()

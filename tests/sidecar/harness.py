@@ -145,8 +145,15 @@ class OpenStream:
 class Sidecar:
     """The real sidecar on its own event loop thread, plus a client channel to it."""
 
-    def __init__(self, rules: Path, poll_seconds: float = 0.02, grace_seconds: float = 2) -> None:
+    def __init__(
+        self,
+        rules: Path,
+        poll_seconds: float = 0.02,
+        grace_seconds: float = 2,
+        server: str = "h2",
+    ) -> None:
         self.settings = ServeSettings(
+            server=server,
             rules=str(rules),
             listen="127.0.0.1:0",
             metrics="",

@@ -77,7 +77,7 @@ class Served:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+def serve(tmp_path: Path, server_model: str) -> Iterator[Callable[..., Served]]:
     """Start ``python -m extproc serve ARGS`` with a clean EXTPROC_* environment."""
     started: list[Served] = []
 
@@ -87,6 +87,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
         if listen:
             argv += ["--listen", f"127.0.0.1:{port}", "--metrics", f"127.0.0.1:{metrics}"]
         clean = {k: v for k, v in os.environ.items() if not k.startswith("EXTPROC_")}
+        clean["EXTPROC_SERVER"] = server_model
         log = tmp_path / f"serve-{len(started)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(

@@ -34,14 +34,14 @@ def receiver() -> Iterator[OtlpReceiver]:
 
 @pytest.fixture
 def traced(
-    receiver: OtlpReceiver, rules_file: Path, monkeypatch: pytest.MonkeyPatch
+    receiver: OtlpReceiver, rules_file: Path, monkeypatch: pytest.MonkeyPatch, server_model: str
 ) -> Iterator[Sidecar]:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "tts-canary-test")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     monkeypatch.setenv("EXTPROC_ID_HASH_KEY", SECRET)
-    sidecar = Sidecar(rules_file)
+    sidecar = Sidecar(rules_file, server=server_model)
     yield sidecar
     sidecar.stop()
 
@@ -133,7 +133,7 @@ def test_a_dead_receiver_does_not_break_decisions(traced: Sidecar, receiver: Otl
 
 
 def test_decisions_never_wait_for_a_blocked_export(
-    rules_file: Path, monkeypatch: pytest.MonkeyPatch
+    rules_file: Path, monkeypatch: pytest.MonkeyPatch, server_model: str
 ) -> None:
     """While the collector holds an export call open, 200 decisions still complete:
     a causal check (the export has not returned), not a timing one."""
@@ -141,7 +141,7 @@ def test_decisions_never_wait_for_a_blocked_export(
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", slow.endpoint)
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
         monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
-        sidecar = Sidecar(rules_file)
+        sidecar = Sidecar(rules_file, server=server_model)
         try:
             sidecar.decide(user_request("first"))
             deadline = time.monotonic() + 20
