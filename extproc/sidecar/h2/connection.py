@@ -14,6 +14,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import hpack
 
@@ -104,10 +105,11 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        writer: Any = transport  # uvloop's transports are not asyncio.Transport subclasses
+        self.transport = writer
         # Table size 0: the peer's header blocks carry no HPACK state, so equal
-        # blocks decode equally and can be cached (see _headers).
-        transport.write(
+        # blocks decode equally and can be cached (see _decode).
+        writer.write(
             f.settings(
                 {
                     f.SETTINGS_HEADER_TABLE_SIZE: 0,
