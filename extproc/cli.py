@@ -43,6 +43,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--rules", default=S.env(S.RULES), help="rules YAML file")
     p.add_argument("--listen", default=S.env(S.LISTEN), help=S.LISTEN.help)
     p.add_argument("--metrics", default=S.env(S.METRICS), help=S.METRICS.help)
+    p.add_argument("--state", default=S.env(S.STATE), help=S.STATE.help)
     p.set_defaults(func=_serve)
 
 
@@ -62,6 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
                 log_level=S.env(S.LOG_LEVEL),
                 decision_log_rate=S.fraction(S.DECISION_LOG.env, S.env(S.DECISION_LOG)),
                 server=S.env(S.SERVER),
+                state=args.state,
             )
         )
     except ValueError as exc:

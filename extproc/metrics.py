@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from extproc.core.bucket import BUCKETS
 from extproc.core.model import Decision, Rules
+from extproc.rollout.state import RolloutState
 
 _LATENCY_BUCKETS = (25e-6, 50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 5e-3, 0.02, 0.1)
 
@@ -60,11 +61,30 @@ class Metrics:
         )
         self.default_share = Gauge(
             "tts_canary_default_share_ratio",
-            "Configured v2 share of the default population (0..1).",
+            "Serving v2 share of the default population (0..1), rollout state applied.",
+            registry=r,
+        )
+        self.state_reloads = Counter(
+            "tts_canary_rollout_state_reloads_total",
+            "Rollout state file reads by outcome (loaded, failed).",
+            ("outcome",),
+            registry=r,
+        )
+        self.rollout_revision = Gauge(
+            "tts_canary_rollout_revision",
+            "Revision of the rollout state this sidecar applies.",
+            registry=r,
+        )
+        self.rollout_phase = Gauge(
+            "tts_canary_rollout_phase",
+            "1 for the rollout phase this sidecar applies.",
+            ("phase",),
             registry=r,
         )
         for outcome in ("loaded", "unchanged", "failed"):
             self.reloads.labels(outcome)
+        for outcome in ("loaded", "failed"):
+            self.state_reloads.labels(outcome)
         for kind in ("bad_message", "internal"):
             self.stream_errors.labels(kind)
         self._decision_children: dict[tuple[object, ...], Any] = {}
@@ -86,8 +106,18 @@ class Metrics:
     def record_reload(self, outcome: str) -> None:
         self.reloads.labels(outcome).inc()
 
-    def record_rules(self, rules: Rules, loaded_at: float) -> None:
+    def record_state_reload(self, outcome: str) -> None:
+        self.state_reloads.labels(outcome).inc()
+
+    def record_rules(
+        self, rules: Rules, loaded_at: float, state: RolloutState | None = None
+    ) -> None:
+        """The serving (effective) rules: file rules with the rollout state applied."""
         self.rules_info.clear()
         self.rules_info.labels(rules.name, rules.version).set(1)
         self.rules_loaded_at.set(loaded_at)
-        self.default_share.set(rules.share / BUCKETS)
+        self.default_share.set(0.0 if rules.kill_switch else rules.share / BUCKETS)
+        if state is not None:
+            self.rollout_revision.set(state.revision)
+            self.rollout_phase.clear()
+            self.rollout_phase.labels(state.phase.value).set(1)

@@ -20,6 +20,9 @@ class Setting:
 LISTEN = Setting("EXTPROC_LISTEN", "127.0.0.1:50051", "gRPC address (host:port or unix:PATH)")
 METRICS = Setting("EXTPROC_METRICS", "127.0.0.1:9464", "Prometheus /metrics address; '' = off")
 RULES = Setting("EXTPROC_RULES", "", "rules YAML file (required)")
+STATE = Setting(
+    "EXTPROC_STATE", "", "rollout state file written by the controller ('' = rules share only)"
+)
 GRACE = Setting("EXTPROC_GRACE_SECONDS", "5", "drain deadline for in-flight streams on SIGTERM")
 POLL = Setting("EXTPROC_RELOAD_POLL_SECONDS", "0.25", "how often the rules path is checked")
 SERVER = Setting(
@@ -44,6 +47,7 @@ class ServeSettings:
     loop: str
     log_level: str
     decision_log_rate: float = 0.0
+    state: str = ""
     server: str = "h2"
 
 

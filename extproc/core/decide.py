@@ -45,7 +45,7 @@ class Decider:
         rules = self.rules
         version = rules.version
         if rules.kill_switch:
-            return Decision(Cohort.V1, Reason.DISABLED, "kill_switch", -1, None, version)
+            return Decision(Cohort.V1, Reason.DISABLED, rules.kill_rule, -1, None, version)
         key, source = self._key(headers)
         if key is not None:
             if key in rules.force_v2:

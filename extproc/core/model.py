@@ -99,6 +99,7 @@ class Rules:
     version: str  # content hash of the source file
     source: str  # file the rules came from
     kill_switch: bool = False
+    kill_rule: str = "kill_switch"  # the rule label of a disabled decision
     identity: Identity = field(default_factory=Identity)
     attributes: Attributes = field(default_factory=Attributes)
     force_v2: frozenset[str] = frozenset()

@@ -44,27 +44,35 @@ class Running:
     health: HealthState
 
 
-def _apply(running: Running, outcome: str) -> None:
-    running.metrics.record_reload(outcome)
+def _apply(running: Running, outcome: str, what: str = "rules") -> None:
+    if what == "rules":
+        running.metrics.record_reload(outcome)
+    else:
+        running.metrics.record_state_reload(outcome)
     snapshot = running.holder.current
     if outcome == "loaded" and snapshot is not None:
-        running.metrics.record_rules(snapshot.decider.rules, snapshot.loaded_at)
+        running.metrics.record_rules(snapshot.decider.rules, snapshot.loaded_at, snapshot.state)
         running.health.set_all(serving=True)
 
 
-async def _watch(running: Running, detector: ChangeDetector, poll_seconds: float) -> None:
+async def _watch(
+    running: Running, rules: ChangeDetector, state: ChangeDetector | None, poll_seconds: float
+) -> None:
+    holder = running.holder
     while True:
         await asyncio.sleep(poll_seconds)
-        if detector.changed():
-            result = await asyncio.to_thread(running.holder.reload)
-            _apply(running, result.outcome)
+        if rules.changed():
+            _apply(running, (await asyncio.to_thread(holder.reload)).outcome)
+        if state is not None and state.changed():
+            _apply(running, holder.reload_state().outcome, "state")
 
 
 @contextlib.asynccontextmanager
 async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     """Start the sidecar; on exit stop accepting, drain for ``grace_seconds``, stop."""
     metrics = Metrics()
-    holder = RulesHolder(Path(settings.rules))
+    state_path = Path(settings.state) if settings.state else None
+    holder = RulesHolder(Path(settings.rules), state_path)
     health = HealthState(("", EXT_PROC_SERVICE))
     tracer = DecisionTracer.from_env()
     observer = DecisionObserver(
@@ -80,6 +88,8 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     running = Running(server, port, holder, metrics, health)
     # Baseline before the first load: a change racing with start-up is still seen.
     detector = ChangeDetector(holder.path)
+    state_detector = ChangeDetector(state_path) if state_path else None
+    holder.reload_state()  # before the rules: the first snapshot already has the state
     _apply(running, (await asyncio.to_thread(holder.reload)).outcome)
     http = None
     if settings.metrics:
@@ -92,7 +102,7 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
         port,
         settings.metrics or "off",
     )
-    watcher = asyncio.create_task(_watch(running, detector, settings.poll_seconds))
+    watcher = asyncio.create_task(_watch(running, detector, state_detector, settings.poll_seconds))
     try:
         yield running
     finally:

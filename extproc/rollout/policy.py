@@ -1,0 +1,225 @@
+"""The ramp policy: strict YAML in, a frozen ``Policy`` out (same pipeline as the rules).
+
+```yaml
+policy:
+  rollout: gpt-sovits-v2      # must equal rollout.name of the rules file
+  initial_share: 10%          # at most 10 %
+  step: 10%                   # points added per step
+  step_interval: 2h
+  rollback_share: 0%          # where a rollback goes (0 % or a small share)
+  freeze:                     # the ramp never advances inside; rollback is never frozen
+    timezone: Europe/Berlin
+    windows: ["07:00-09:30", "18:00-22:00"]
+  guards:
+    - {name: v2-p95, signal: latency_p95, cohort: v2, threshold: 800ms, window: 60s,
+       min_samples: 100}
+    - {name: v2-errors, signal: error_rate, cohort: v2, threshold: 0.5%, window: 60s,
+       min_samples: 200}
+    - {name: p95-gap, signal: latency_p95, cohort: v2-v1, threshold: 200ms, window: 60s,
+       min_samples: 100}
+    - {name: mos-drop, signal: promql, query: 'avg(mos{model="v1"}) - avg(mos{model="v2"})',
+       threshold: 0.2, window: 5m, min_samples: 1}
+```
+A step never more than doubles the current share (a fixed rule, not a knob).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+
+from yaml.nodes import Node, ScalarNode
+
+from extproc.core.bucket import BUCKETS
+from extproc.core.fields import Reader
+from extproc.core.yaml_source import compose, read_bytes
+
+MAX_INITIAL_SHARE = BUCKETS // 10  # 10 %
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_WINDOW = re.compile(r"(\d\d):(\d\d)-(\d\d):(\d\d)")
+SIGNALS = ("latency_p95", "latency_p99", "error_rate", "promql")
+COHORTS = ("v2", "v1", "v2-v1")
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """Breach when the signal is above ``threshold``; hold with fewer than ``min_samples``."""
+
+    name: str
+    signal: str  # one of SIGNALS
+    cohort: str  # one of COHORTS (ignored for promql)
+    threshold: float  # seconds for latency, a ratio for error_rate, raw for promql
+    window: float  # seconds
+    min_samples: int
+    query: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FreezeWindow:
+    start: dt.time
+    end: dt.time  # may be before start: the window spans midnight
+
+    def contains(self, moment: dt.time) -> bool:
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    rollout: str
+    initial_share: int  # buckets
+    step: int  # buckets
+    step_interval: float  # seconds
+    rollback_share: int  # buckets
+    timezone: str = "UTC"
+    freeze: tuple[FreezeWindow, ...] = ()
+    guards: tuple[Guard, ...] = ()
+    source: str = ""
+
+    def frozen_at(self, now: dt.datetime) -> bool:
+        """True if ``now`` (aware) falls in a freeze window of the policy's time zone."""
+        local = now.astimezone(zoneinfo.ZoneInfo(self.timezone)).time()
+        return any(w.contains(local) for w in self.freeze)
+
+    def next_share(self, share: int) -> int:
+        """The share after one step: + step, never more than double, at most 100 %."""
+        return min(share + self.step, max(share * 2, 1), BUCKETS)
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    return parse_policy(str(path), read_bytes(path))
+
+
+def parse_policy(name: str, data: bytes) -> Policy:
+    r = Reader(name)
+    top = r.mapping(compose(name, data), "", ("policy",), ("policy",))
+    keys = (
+        "rollout",
+        "initial_share",
+        "step",
+        "step_interval",
+        "rollback_share",
+        "freeze",
+        "guards",
+    )
+    m = r.mapping(top["policy"], "policy", keys, ("rollout", "initial_share"))
+    initial = r.share(m["initial_share"], "policy.initial_share")
+    if initial > MAX_INITIAL_SHARE:
+        r.fail(m["initial_share"], "policy.initial_share", "must be at most 10%")
+    if initial == 0:
+        r.fail(m["initial_share"], "policy.initial_share", "must be above 0%")
+    step = r.share(m["step"], "policy.step") if "step" in m else BUCKETS // 10
+    if step == 0:
+        r.fail(m["step"], "policy.step", "must be above 0%")
+    rollback = r.share(m["rollback_share"], "policy.rollback_share") if "rollback_share" in m else 0
+    if rollback > initial:
+        r.fail(m["rollback_share"], "policy.rollback_share", "must not exceed initial_share")
+    timezone, windows = _freeze(r, m.get("freeze"))
+    return Policy(
+        rollout=r.string(m["rollout"], "policy.rollout", pattern=_NAME),
+        initial_share=initial,
+        step=step,
+        step_interval=(
+            duration(r, m["step_interval"], "policy.step_interval")
+            if "step_interval" in m
+            else 7200.0
+        ),
+        rollback_share=rollback,
+        timezone=timezone,
+        freeze=windows,
+        guards=_guards(r, m.get("guards")),
+        source=name,
+    )
+
+
+def duration(r: Reader, node: Node, path: str) -> float:
+    """'800ms', '60s', '5m', '2h' -> seconds (> 0)."""
+    text = r.string(node, path)
+    match = _DURATION.fullmatch(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        r.fail(node, path, f"{text!r} is not a duration like 800ms, 60s, 5m or 2h")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _freeze(r: Reader, node: Node | None) -> tuple[str, tuple[FreezeWindow, ...]]:
+    if node is None:
+        return "UTC", ()
+    m = r.mapping(node, "policy.freeze", ("timezone", "windows"), ("windows",))
+    timezone = "UTC"
+    if "timezone" in m:
+        timezone = r.string(m["timezone"], "policy.freeze.timezone")
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            r.fail(m["timezone"], "policy.freeze.timezone", f"unknown time zone {timezone!r}")
+    windows = []
+    items = r.sequence(m["windows"], "policy.freeze.windows")
+    for i, item in enumerate(items):
+        path = f"policy.freeze.windows[{i}]"
+        text = r.string(item, path)
+        match = _WINDOW.fullmatch(text)
+        hours = [int(g) for g in match.groups()] if match else []
+        if not match or hours[0] > 23 or hours[2] > 23 or hours[1] > 59 or hours[3] > 59:
+            r.fail(item, path, f"{text!r} is not a daily window like '07:00-09:30'")
+        start, end = dt.time(hours[0], hours[1]), dt.time(hours[2], hours[3])
+        if start == end:
+            r.fail(item, path, f"{text!r} is empty")
+        windows.append(FreezeWindow(start, end))
+    return timezone, tuple(windows)
+
+
+def _guards(r: Reader, node: Node | None) -> tuple[Guard, ...]:
+    if node is None:
+        return ()
+    out: list[Guard] = []
+    names: set[str] = set()
+    for i, item in enumerate(r.sequence(node, "policy.guards")):
+        path = f"policy.guards[{i}]"
+        keys = ("name", "signal", "cohort", "threshold", "window", "min_samples", "query")
+        m = r.mapping(item, path, keys, ("name", "signal", "threshold", "window"))
+        name = r.string(m["name"], f"{path}.name", pattern=_NAME)
+        if name in names:
+            r.fail(m["name"], f"{path}.name", f"duplicate guard name {name!r}")
+        names.add(name)
+        signal = r.string(m["signal"], f"{path}.signal")
+        if signal not in SIGNALS:
+            r.fail(m["signal"], f"{path}.signal", f"{signal!r}; allowed: {', '.join(SIGNALS)}")
+        cohort = r.string(m["cohort"], f"{path}.cohort") if "cohort" in m else "v2"
+        if cohort not in COHORTS:
+            r.fail(m["cohort"], f"{path}.cohort", f"{cohort!r}; allowed: {', '.join(COHORTS)}")
+        query = r.string(m["query"], f"{path}.query") if "query" in m else ""
+        if (signal == "promql") != bool(query):
+            r.fail(item, path, "a 'query' is required for signal promql and only for it")
+        out.append(
+            Guard(
+                name=name,
+                signal=signal,
+                cohort=cohort,
+                threshold=_threshold(r, m["threshold"], f"{path}.threshold", signal),
+                window=duration(r, m["window"], f"{path}.window"),
+                min_samples=(
+                    r.integer(m["min_samples"], f"{path}.min_samples", 1, 10**9)
+                    if "min_samples" in m
+                    else 1
+                ),
+                query=query,
+            )
+        )
+    return tuple(out)
+
+
+def _threshold(r: Reader, node: Node, path: str, signal: str) -> float:
+    if signal.startswith("latency"):
+        return duration(r, node, path)
+    if signal == "error_rate":
+        return r.share(node, path) / BUCKETS
+    if not isinstance(node, ScalarNode) or not node.tag.endswith((":int", ":float")):
+        r.fail(node, path, "expected a number")
+    return float(node.value)
