@@ -9,6 +9,11 @@
   processor arguments (``Stack`` keyword arguments); stopped when the test ends.
 - ``send(stack, headers, ...)`` -> ``Reply(status, version, headers)``: one request through
   Envoy on this thread's keep-alive connection (see extproc.stack.client).
+- ``send_all(stack, requests, threads=4)`` -> ``[Reply]``: many requests (one headers mapping
+  each) through Envoy from a few threads with keep-alive connections; replies in input order.
+- ``logged(stack, request_ids, offset)``: wait until Envoy's access log has an
+  entry for each ``x-request-id`` (Envoy keeps the client's, up to the trace-reason digit it
+  packs into a UUID when tracing) and return them by id.
 
 When a test fails, the tail of every process log of its stack is printed with the report.
 """
@@ -16,13 +21,15 @@ When a test fails, the tail of every process log of its stack is printed with th
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from extproc.stack import client
+from extproc.stack.processes import wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack
 
 StackFactory = Callable[..., Stack]
@@ -121,3 +128,63 @@ def send() -> Iterator[Callable[..., client.Reply]]:
     """``send(stack, headers, *, body=..., path="/tts", method="POST") -> Reply``."""
     yield client.send
     client.close_connections()
+
+
+def send_concurrently(
+    stack: Stack, requests: Sequence[Mapping[str, str]], threads: int = 4
+) -> list[client.Reply]:
+    """Send each headers mapping through Envoy; request ``i`` goes out on thread ``i % threads``,
+    which reuses one keep-alive connection (closed at the end). Replies in input order; the
+    first exception of any thread is raised."""
+    replies: list[client.Reply | None] = [None] * len(requests)
+
+    def stripe(first: int) -> None:
+        try:
+            for i in range(first, len(requests), threads):
+                replies[i] = client.send(stack, requests[i])
+        finally:
+            client.close_connections()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for future in [pool.submit(stripe, k) for k in range(threads)]:
+            future.result()
+    done = [reply for reply in replies if reply is not None]
+    assert len(done) == len(requests)
+    return done
+
+
+@pytest.fixture
+def send_all() -> Iterator[Callable[..., list[client.Reply]]]:
+    """``send_all(stack, requests, threads=4) -> [Reply]`` (see :func:`send_concurrently`)."""
+    yield send_concurrently
+
+
+def logged_by_request_id(
+    stack: Stack, request_ids: Collection[str], offset: int = 0, timeout: float = 10.0
+) -> dict[str, dict[str, Any]]:
+    """Wait until Envoy's access log (after byte ``offset``) has an entry for every request id;
+    returns those entries by id."""
+    wanted = {_uuid_without_trace_reason(rid): rid for rid in request_ids}
+    found: dict[str, dict[str, Any]] = {}
+
+    def all_logged() -> bool:
+        for entry in stack.access_log(offset):
+            rid = wanted.get(_uuid_without_trace_reason(str(entry.get("request_id"))))
+            if rid is not None:
+                found[rid] = entry
+        return len(found) == len(wanted)
+
+    wait_until(all_logged, f"{len(wanted)} request ids in the access log", timeout, stack.envoy)
+    return found
+
+
+def _uuid_without_trace_reason(request_id: str) -> str:
+    """A UUID request id without its version digit: with tracing on, Envoy packs the trace
+    reason there (UuidRequestIdConfig.pack_trace_reason), e.g. ``...-4xxx-...`` -> ``9xxx``."""
+    return request_id[:14] + request_id[15:]
+
+
+@pytest.fixture
+def logged() -> Iterator[Callable[..., dict[str, dict[str, Any]]]]:
+    """``logged(stack, request_ids, offset=0)`` (see :func:`logged_by_request_id`)."""
+    yield logged_by_request_id
