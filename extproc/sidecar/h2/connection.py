@@ -130,10 +130,10 @@ class Connection(asyncio.Protocol):
         try:
             offset = 0
             if not self._preface:
+                if buffer[: len(f.PREFACE)] != f.PREFACE[: len(buffer)]:
+                    raise ConnectionError_(f.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
                 if len(buffer) < len(f.PREFACE):
                     return
-                if buffer[: len(f.PREFACE)] != f.PREFACE:
-                    raise ConnectionError_(f.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
                 self._preface = True
                 offset = len(f.PREFACE)
             end = len(buffer)
@@ -200,6 +200,8 @@ class Connection(asyncio.Protocol):
                 for stream in self.streams.values():
                     stream.send_window += delta
             elif key == f.SETTINGS_MAX_FRAME_SIZE:
+                if not f.DEFAULT_MAX_FRAME <= value <= f.MAX_FRAME_LIMIT:
+                    raise ConnectionError_(f.PROTOCOL_ERROR, f"MAX_FRAME_SIZE {value}")
                 self._peer_max_frame = value
         self._out.append(f.frame(f.SETTINGS, f.ACK, 0))
         for stream in list(self.streams.values()):
@@ -226,6 +228,8 @@ class Connection(asyncio.Protocol):
             raise ConnectionError_(f.PROTOCOL_ERROR, f"HEADERS on stream {stream_id}")
         start, end = 0, len(payload)
         if flags & f.PADDED:
+            if not payload:
+                raise ConnectionError_(f.PROTOCOL_ERROR, "PADDED HEADERS without pad length")
             start, end = 1, end - payload[0]
         if flags & f.PRIORITY_FLAG:
             start += 5
@@ -261,13 +265,18 @@ class Connection(asyncio.Protocol):
             return
         stream = Stream(stream_id, self.routes.get(path), metadata, self._peer_window)
         self.streams[stream_id] = stream
+        stream.remote_closed = bool(flags & f.END_STREAM)
         if stream.method is None:
             self._finish(stream, _UNIMPLEMENTED, f"unknown method {path}")
-        elif flags & f.END_STREAM:
+        elif stream.remote_closed:
             self._remote_end(stream)
 
     def _decode(self, block: bytes) -> tuple[str, Metadata]:
-        cached = self._block_cache.get(block)
+        # With a zero-size (so empty) table before and after, a block carries no HPACK
+        # state: equal bytes decode equally. From any other table the same bytes may
+        # add entries or mean something else, so they must go through the decoder.
+        stateless = self._decoder.header_table_size == 0
+        cached = self._block_cache.get(block) if stateless else None
         if cached is not None:
             return cached
         try:
@@ -283,8 +292,7 @@ class Connection(asyncio.Protocol):
             elif not key.startswith(":"):
                 metadata.append((key, text))
         result = (path, tuple(metadata))
-        # Only a block decoded with an empty, zero-size table carries no state.
-        if self._decoder.header_table_size == 0 and len(self._block_cache) < 256:
+        if stateless and self._decoder.header_table_size == 0 and len(self._block_cache) < 256:
             self._block_cache[block] = result
         return result
 
@@ -308,6 +316,8 @@ class Connection(asyncio.Protocol):
             self._out.append(f.window_update(stream_id, stream.received))
             stream.received = 0
         stream.buffer += data
+        if flags & f.END_STREAM:  # known before a method may end the call
+            stream.remote_closed = True
         self._messages(stream)
         if flags & f.END_STREAM and not stream.done:
             self._remote_end(stream)

@@ -26,6 +26,7 @@ REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x7, 0x8, 0x9
 MAX_WINDOW = 2**31 - 1
 DEFAULT_WINDOW = 65_535
 DEFAULT_MAX_FRAME = 16_384
+MAX_FRAME_LIMIT = 2**24 - 1  # largest SETTINGS_MAX_FRAME_SIZE a peer may announce
 
 _HEADER = struct.Struct(">BHBBI")  # 24-bit length split as (high byte, low 16 bits)
 
