@@ -5,6 +5,12 @@ prints them with a curl line to try, and runs until Ctrl-C or SIGTERM; then stop
 in reverse order and exits 0. If a process dies on its own, the stack stops and exits 1.
 With ``--demo`` it sends demo traffic once ready, prints the table and exits (``--keep``:
 keeps running afterwards). Logs and the rendered Envoy config go to ``--run-dir``.
+
+Observability, both off by default: ``--otlp-endpoint HOST:PORT`` makes Envoy and the sidecar
+export traces over OTLP/gRPC there (``--trace-sampling`` percent of requests, default 100);
+``--prometheus`` also runs a real Prometheus (Debian package ``prometheus``) on
+127.0.0.1:``--prometheus-port`` (default 9090) scraping Envoy and the sidecar with the rules of
+deploy/prometheus/alerts.yaml, its storage in a temp dir removed when the stack stops.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from extproc.stack.demo import print_report, run_demo
+from extproc.stack.otlp import OtlpTarget
 from extproc.stack.processes import NotReadyError
+from extproc.stack.prometheus import DEFAULT_PORT as DEFAULT_PROMETHEUS_PORT
+from extproc.stack.prometheus import find_prometheus
 from extproc.stack.stack import DEFAULT_METRICS_PORT, DEFAULT_RULES, REPO_ROOT, Stack
 
 DEFAULT_RUN_DIR = REPO_ROOT / ".stack"
@@ -45,18 +54,63 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="logs go here (default %(default)s)"
     )
+    parser.add_argument(
+        "--otlp-endpoint",
+        metavar="HOST:PORT",
+        help="export traces of Envoy and the sidecar over OTLP/gRPC to this collector "
+        "(plaintext; default: no tracing)",
+    )
+    parser.add_argument(
+        "--trace-sampling",
+        type=float,
+        default=100.0,
+        metavar="PERCENT",
+        help="with --otlp-endpoint: percent of requests traced (default %(default)s)",
+    )
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run Prometheus (Debian package 'prometheus') scraping Envoy and the sidecar",
+    )
+    parser.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=DEFAULT_PROMETHEUS_PORT,
+        help="with --prometheus: its port on 127.0.0.1 (default %(default)s)",
+    )
     parser.set_defaults(func=run)
+
+
+def stack_from_args(args: argparse.Namespace) -> Stack:
+    """The Stack the parsed ``extproc stack`` arguments describe (ValueError if invalid)."""
+    if args.prometheus and find_prometheus() is None:
+        raise ValueError("--prometheus: no prometheus binary on PATH (apt-get install prometheus)")
+    tracing = None
+    if args.otlp_endpoint:
+        tracing = OtlpTarget.parse(args.otlp_endpoint, sampling_percent=args.trace_sampling)
+    return Stack(
+        rules=args.rules,
+        run_dir=args.run_dir,
+        metrics_port=DEFAULT_METRICS_PORT,
+        otlp_endpoint=tracing,
+        prometheus_port=args.prometheus_port if args.prometheus else None,
+    )
 
 
 def _print_banner(stack: Stack) -> None:
     ports = stack.ports
+    optional = ""
+    if stack.tracing is not None:
+        optional += f"\n  traces           OTLP/gRPC to {stack.tracing.url}"
+    if stack.prometheus is not None:
+        optional += f"\n  prometheus       {stack.prometheus.url}   (alerts: /alerts)"
     print(
         f"""TTS canary stack is up (logs in {stack.run_dir})
   envoy listener   {stack.listener_url}
-  envoy admin      {stack.admin_url}
+  envoy admin      {stack.admin_url}   (Prometheus stats: /stats/prometheus)
   sidecar (gRPC)   {stack.sidecar_target}   metrics {stack.metrics_url}
   tts v1 / v2      127.0.0.1:{ports.tts_v1} / 127.0.0.1:{ports.tts_v2}
-  rules            {stack.rules}
+  rules            {stack.rules}{optional}
 Try:
   curl -s -D- -o /tmp/out.wav -H 'x-user-id: alice' -H 'x-region: us-east' \\
        -d '{{"text":"hello"}}' {stack.listener_url}/tts
@@ -84,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.rules.is_file():
         print(f"extproc stack: no rules file at {args.rules}", file=sys.stderr)
         return 2
-    stack = Stack(rules=args.rules, run_dir=args.run_dir, metrics_port=DEFAULT_METRICS_PORT)
+    try:
+        stack = stack_from_args(args)
+    except ValueError as exc:
+        print(f"extproc stack: {exc}", file=sys.stderr)
+        return 2
     # Ctrl-C and SIGTERM both raise KeyboardInterrupt, from the first moment (also when the
     # shell started us with SIGINT ignored), so leaving the ``with`` stops whatever started.
     interrupts = (signal.SIGINT, signal.SIGTERM)

@@ -4,11 +4,17 @@ There is one Envoy config; the stack and the tests run it as shipped except for 
 which are rewritten structurally: the admin address, the listener named ``tts_ingress`` and
 the endpoints of the clusters ``extproc_sidecar``, ``tts_v1`` and ``tts_v2``. A config that
 lacks one of these names raises :class:`EnvoyConfigError` rather than silently keeping a port.
+
+Tracing: the shipped config traces every request to the OTLP/gRPC cluster ``otel_collector``.
+:func:`render_config` keeps that only when given an :class:`OtlpTarget` (pointing the cluster
+at it, with its sampling); without one it removes the connection manager's ``tracing`` block
+and the ``otel_collector`` cluster, so Envoy neither creates nor exports spans.
 """
 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +22,14 @@ from typing import Any
 
 import yaml
 
+from extproc.stack.otlp import OtlpTarget
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yaml"
 LISTENER = "tts_ingress"
 SIDECAR_CLUSTER = "extproc_sidecar"
 TTS_CLUSTERS = {"v1": "tts_v1", "v2": "tts_v2"}
+OTEL_CLUSTER = "otel_collector"
+HCM_FILTER = "envoy.filters.network.http_connection_manager"
 
 Config = dict[str, Any]
 
@@ -95,13 +105,65 @@ def default_ports() -> EnvoyPorts:
     return ports_of(load_config())
 
 
-def render_config(ports: EnvoyPorts, path: Path | None = None) -> Config:
-    """A copy of the config at ``path`` with every port replaced by those in ``ports``."""
+def render_config(
+    ports: EnvoyPorts, path: Path | None = None, tracing: OtlpTarget | None = None
+) -> Config:
+    """A copy of the config at ``path`` with every port replaced by those in ``ports``, and
+    tracing pointed at ``tracing`` (or removed, when None: the default)."""
     config = copy.deepcopy(load_config(path))
     for field, addresses in _port_slots(config).items():
         for address in addresses:
             address["port_value"] = getattr(ports, field)
+    if tracing is None:
+        remove_tracing(config)
+    else:
+        point_tracing(config, tracing)
     return config
+
+
+def connection_manager(config: Config) -> Config:
+    """The typed config of the ``tts_ingress`` listener's HTTP connection manager."""
+    listener = _named(config.get("static_resources", {}).get("listeners", []), LISTENER, "listener")
+    for chain in listener.get("filter_chains", []):
+        for network_filter in chain.get("filters", []):
+            if network_filter.get("name") == HCM_FILTER:
+                typed: Config = network_filter["typed_config"]
+                return typed
+    raise EnvoyConfigError(f"listener {LISTENER!r} has no {HCM_FILTER}")
+
+
+def remove_tracing(config: Config) -> None:
+    """Drop the connection manager's tracing and the ``otel_collector`` cluster (in place)."""
+    connection_manager(config).pop("tracing", None)
+    resources = config.get("static_resources", {})
+    clusters = resources.get("clusters", [])
+    resources["clusters"] = [c for c in clusters if c.get("name") != OTEL_CLUSTER]
+
+
+def point_tracing(config: Config, target: OtlpTarget) -> None:
+    """Send Envoy's spans to ``target`` with its sampling (in place); the config must have a
+    tracing block and an ``otel_collector`` cluster."""
+    tracing = connection_manager(config).get("tracing")
+    if tracing is None:
+        raise EnvoyConfigError(f"listener {LISTENER!r} has no tracing block to point at OTLP")
+    tracing["random_sampling"] = {"value": target.sampling_percent}
+    collector = _named(config["static_resources"]["clusters"], OTEL_CLUSTER, "cluster")
+    try:
+        ipaddress.ip_address(target.host)
+        collector["type"] = "STATIC"
+    except ValueError:  # a host name: resolve it
+        collector["type"] = "STRICT_DNS"
+    for address in _socket_addresses(collector):
+        address["address"], address["port_value"] = target.host, target.port
+    if target.flush_interval_ms is not None:
+        layer = {
+            "tracing.opentelemetry.flush_interval_ms": target.flush_interval_ms,
+            "tracing.opentelemetry.min_flush_spans": 1,
+        }
+        runtime = config.setdefault(
+            "layered_runtime", {"layers": [{"name": "admin", "admin_layer": {}}]}
+        )
+        runtime["layers"].insert(0, {"name": "otlp_flush", "static_layer": layer})
 
 
 def write_config(config: Config, directory: Path | None = None) -> Path:

@@ -13,6 +13,12 @@ The processor is the real sidecar (``python -m extproc serve``) or, with
 ``processor="naive"``, the baseline in loadtest/naive_processor.py. Tests drive its life with
 ``stop_sidecar``, ``kill_sidecar``, ``pause_sidecar`` (SIGSTOP), ``resume_sidecar`` (SIGCONT),
 ``start_sidecar`` and ``restart_sidecar``.
+
+Tracing is off unless ``otlp_endpoint`` is given ("host:port", "http://host:port" or an
+:class:`~extproc.stack.otlp.OtlpTarget`): then Envoy traces requests to it (see
+envoy_config) and the sidecar gets the matching ``OTEL_*`` variables. Without it the
+sidecar's OTLP endpoint variables are removed from its environment, so nothing exports.
+With ``prometheus_port``, a real Prometheus scrapes Envoy and the sidecar (see prometheus).
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
 from extproc.stack import envoy_config
 from extproc.stack.envoy_config import EnvoyPorts
+from extproc.stack.otlp import OtlpTarget, sidecar_otel_env
 from extproc.stack.processes import (
     ManagedProcess,
     free_port,
@@ -41,6 +48,7 @@ from extproc.stack.processes import (
     wait_for_port,
     wait_until,
 )
+from extproc.stack.prometheus import PrometheusServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RULES = REPO_ROOT / "examples" / "rules.yaml"
@@ -50,6 +58,7 @@ EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 HOST = "127.0.0.1"
 
 Processor = Literal["sidecar", "naive"]
+LOCAL_SCRAPE_INTERVAL = "1s"
 
 
 def find_envoy() -> str:
@@ -78,9 +87,14 @@ class Stack:
         envoy_bin: str | None = None,
         envoy_concurrency: int = 1,
         ready_timeout: float = 30.0,
+        otlp_endpoint: str | OtlpTarget | None = None,
+        sidecar_env: Mapping[str, str] | None = None,
+        prometheus_port: int | None = None,
     ) -> None:
         """Nothing starts before :meth:`start` (or ``with``). ``run_dir`` gets the logs and the
-        rendered Envoy config (default: a new temp dir)."""
+        rendered Envoy config (default: a new temp dir). ``sidecar_env`` adds to the
+        processor's environment and wins over everything else, the OTEL_* variables
+        derived from ``otlp_endpoint`` included."""
         self.ports = ports or envoy_config.default_ports()
         self.metrics_port = metrics_port
         self.rules = Path(rules)
@@ -88,19 +102,33 @@ class Stack:
         self.run_dir = run_dir or Path(tempfile.mkdtemp(prefix="tts-stack-"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ready_timeout = ready_timeout
+        if isinstance(otlp_endpoint, str):
+            otlp_endpoint = OtlpTarget.parse(otlp_endpoint)
+        self.tracing: OtlpTarget | None = otlp_endpoint
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         self.tts = {
             version: self._process(f"tts_{version}", self._standin_argv(version), env)
             for version in ("v1", "v2")
         }
-        self.sidecar = self._process("sidecar", self._sidecar_argv(sidecar_args), env)
+        processor_env = {**sidecar_otel_env(env, self.tracing), **(sidecar_env or {})}
+        self.sidecar = self._process("sidecar", self._sidecar_argv(sidecar_args), processor_env)
         self.envoy_config_path = self.run_dir / "envoy.yaml"
         self.access_log_path = self.run_dir / "envoy-access.log"
         envoy_argv = [envoy_bin or find_envoy(), "-c", str(self.envoy_config_path)]
         envoy_argv += ["--disable-hot-restart", "--concurrency", str(envoy_concurrency)]
         envoy_argv += ["--log-level", "warn", "--file-flush-interval-msec", "100"]
         self.envoy = self._process("envoy", envoy_argv, env, stdout=self.access_log_path)
+        self.prometheus: PrometheusServer | None = None
+        if prometheus_port is not None:
+            self.prometheus = PrometheusServer(
+                self.run_dir,
+                port=prometheus_port,
+                envoy_admin=f"{HOST}:{self.ports.admin}",
+                sidecar_metrics=f"{HOST}:{self.metrics_port}",
+                scrape_interval=LOCAL_SCRAPE_INTERVAL,
+                ready_timeout=ready_timeout,
+            )
         self._exit_stack = contextlib.ExitStack()
 
     @classmethod
@@ -142,12 +170,14 @@ class Stack:
                 wait_for_http(self.tts_url(version) + "/healthz", self.ready_timeout, standin)
             self._exit_stack.enter_context(self.sidecar)
             self.wait_sidecar_serving()
-            rendered = envoy_config.render_config(self.ports)
+            rendered = envoy_config.render_config(self.ports, tracing=self.tracing)
             envoy_config.write_config(rendered, self.run_dir).replace(self.envoy_config_path)
             self._exit_stack.enter_context(self.envoy)
             wait_for_http(self.admin_url + "/ready", self.ready_timeout, self.envoy)
             wait_for_port(HOST, self.ports.listener, self.ready_timeout, self.envoy)
             self.wait_sidecar_health_in_envoy(healthy=True)
+            if self.prometheus is not None:
+                self._exit_stack.enter_context(self.prometheus)
         except BaseException:
             self.close()
             raise
@@ -169,8 +199,9 @@ class Stack:
         self.close()
 
     def processes(self) -> list[ManagedProcess]:
-        """All processes, in start order."""
-        return [*self.tts.values(), self.sidecar, self.envoy]
+        """All processes, in start order (Prometheus last, once started)."""
+        extra = [self.prometheus.process] if self.prometheus and self.prometheus.process else []
+        return [*self.tts.values(), self.sidecar, self.envoy, *extra]
 
     # ---- addresses --------------------------------------------------------------------
 

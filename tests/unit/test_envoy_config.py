@@ -12,10 +12,12 @@ import yaml
 
 from extproc.stack import envoy_config
 from extproc.stack.envoy_config import EnvoyConfigError, EnvoyPorts
+from extproc.stack.otlp import OtlpTarget
 from extproc.stack.stack import find_envoy
 
 DOCUMENTED = EnvoyPorts(listener=10000, admin=9901, sidecar=50051, tts_v1=18081, tts_v2=18082)
 OTHER = EnvoyPorts(listener=20000, admin=29901, sidecar=25051, tts_v1=28081, tts_v2=28082)
+DOCUMENTED_OTLP = OtlpTarget("127.0.0.1", 4317)
 
 
 def envoy_validate(path: Path) -> subprocess.CompletedProcess[str]:
@@ -68,7 +70,7 @@ def test_rendered_config_carries_the_new_ports_and_validates(tmp_path: Path) -> 
 
 def test_rendering_changes_only_ports() -> None:
     shipped = envoy_config.load_config()
-    rendered = envoy_config.render_config(DOCUMENTED)
+    rendered = envoy_config.render_config(DOCUMENTED, tracing=DOCUMENTED_OTLP)
     assert rendered == shipped
     assert envoy_config.render_config(OTHER) != shipped
     assert envoy_config.load_config() == shipped  # the shipped file is never modified
