@@ -8,12 +8,16 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from yaml.nodes import MappingNode
 
 from extproc import settings as S
 from extproc.core.decide import decide
 from extproc.core.errors import RulesError
-from extproc.core.loader import load_rules
+from extproc.core.loader import load_rules, parse_rules
 from extproc.core.model import percent
+from extproc.core.yaml_source import compose, read_bytes
 
 
 def _settings_epilog() -> str:
@@ -88,22 +92,43 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("check", help="validate rules files offline (exit 1 if any is invalid)")
+    p = sub.add_parser(
+        "check", help="validate rules and policy files offline (exit 1 if any is invalid)"
+    )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=_check)
 
 
 def _check(args: argparse.Namespace) -> int:
+    """Each FILE is a rules file or, when its top-level key is ``policy``, a ramp policy."""
+    from extproc.rollout.policy import parse_policy
+
     failed = 0
     for name in args.files:
         try:
-            rules = load_rules(name)
+            data = read_bytes(Path(name))
+            if is_policy(name, data):
+                policy = parse_policy(name, data)
+                print(
+                    f"{name}: ok: policy for {policy.rollout}, initial "
+                    f"{percent(policy.initial_share)}, {len(policy.guards)} guards"
+                )
+                continue
+            rules = parse_rules(name, data)
         except RulesError as exc:
             print(exc, file=sys.stderr)
             failed += 1
             continue
         print(f"{name}: ok: {rules.name} version {rules.version}, share {percent(rules.share)}")
     return 1 if failed else 0
+
+
+def is_policy(name: str, data: bytes) -> bool:
+    """True for a document whose top level is a mapping with the key ``policy``."""
+    root = compose(name, data)
+    return isinstance(root, MappingNode) and any(
+        getattr(key, "value", None) == "policy" for key, _ in root.value
+    )
 
 
 def _add_explain(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -149,6 +174,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from extproc.healthcheck import register as register_health
+    from extproc.rollout.admin_cli import register as register_rollout
     from extproc.stack.command import register as register_stack
 
     parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
@@ -157,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_explain(sub)
     register_stack(sub)
+    register_rollout(sub)
+    register_health(sub)
     return parser
 
 

@@ -21,7 +21,10 @@ LISTEN = Setting("EXTPROC_LISTEN", "127.0.0.1:50051", "gRPC address (host:port o
 METRICS = Setting("EXTPROC_METRICS", "127.0.0.1:9464", "Prometheus /metrics address; '' = off")
 RULES = Setting("EXTPROC_RULES", "", "rules YAML file (required)")
 STATE = Setting(
-    "EXTPROC_STATE", "", "rollout state file written by the controller ('' = rules share only)"
+    "EXTPROC_STATE",
+    "",
+    "rollout state: a file path (or file:///path) or etcd://host:port,.../prefix"
+    " ('' = rules share only)",
 )
 GRACE = Setting("EXTPROC_GRACE_SECONDS", "5", "drain deadline for in-flight streams on SIGTERM")
 POLL = Setting("EXTPROC_RELOAD_POLL_SECONDS", "0.25", "how often the rules path is checked")
@@ -82,6 +85,13 @@ def validate(settings: ServeSettings) -> ServeSettings:
         _check_address(f"--listen (or {LISTEN.env})", settings.listen)
     if settings.metrics:
         _check_address(f"--metrics (or {METRICS.env})", settings.metrics)
+    if settings.state:
+        from extproc.rollout.store_url import parse_store_url  # it imports this module
+
+        try:
+            parse_store_url(settings.state)
+        except ValueError as exc:
+            raise ValueError(f"--state (or {STATE.env}): {exc}") from None
     return settings
 
 

@@ -3,7 +3,9 @@
 Pure. The rollout state controls the default share (and, when rolled back, caps
 every rule's own share); force lists and forced-cohort rules stay as written.
 Rolled back to 0 % means everyone on v1, testers included (reason ``disabled``,
-rule ``rolled_back``). No state (never known) means the rules file's own share.
+rule ``rolled_back``). No state (never known) means the rules file's own share,
+and so does a rollout that is still ``pending`` (created, not started): starting
+a controller does not change what users hear until someone starts the rollout.
 A state for another rollout name is ignored.
 """
 
@@ -16,7 +18,7 @@ from extproc.rollout.state import Phase, RolloutState
 
 
 def apply_state(rules: Rules, state: RolloutState | None) -> Rules:
-    if state is None or state.rollout != rules.name:
+    if state is None or state.rollout != rules.name or state.phase is Phase.PENDING:
         return rules
     version = f"{rules.version}+r{state.revision}"
     if state.phase is Phase.ROLLED_BACK:

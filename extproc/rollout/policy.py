@@ -141,6 +141,8 @@ def parse_policy(name: str, data: bytes) -> Policy:
 
 def duration(r: Reader, node: Node, path: str) -> float:
     """'800ms', '60s', '5m', '2h' -> seconds (> 0)."""
+    if isinstance(node, ScalarNode) and node.tag.endswith((":int", ":float")):
+        r.fail(node, path, f"{node.value!r} has no unit; write it like 800ms, 60s, 5m or 2h")
     text = r.string(node, path)
     match = _DURATION.fullmatch(text.strip())
     if not match or float(match.group(1)) <= 0:
@@ -190,10 +192,18 @@ def _guards(r: Reader, node: Node | None) -> tuple[Guard, ...]:
         names.add(name)
         signal = r.string(m["signal"], f"{path}.signal")
         if signal not in SIGNALS:
-            r.fail(m["signal"], f"{path}.signal", f"{signal!r}; allowed: {', '.join(SIGNALS)}")
+            r.fail(
+                m["signal"],
+                f"{path}.signal",
+                f"{signal!r} is not a signal; allowed: {', '.join(SIGNALS)}",
+            )
         cohort = r.string(m["cohort"], f"{path}.cohort") if "cohort" in m else "v2"
         if cohort not in COHORTS:
-            r.fail(m["cohort"], f"{path}.cohort", f"{cohort!r}; allowed: {', '.join(COHORTS)}")
+            r.fail(
+                m["cohort"],
+                f"{path}.cohort",
+                f"{cohort!r} is not a cohort; allowed: {', '.join(COHORTS)}",
+            )
         query = r.string(m["query"], f"{path}.query") if "query" in m else ""
         if (signal == "promql") != bool(query):
             r.fail(item, path, "a 'query' is required for signal promql and only for it")

@@ -162,7 +162,7 @@ def rollback(
         state,
         phase=Phase.ROLLED_BACK,
         share=policy.rollback_share,
-        resume_share=max(state.share, state.resume_share),
+        resume_share=state.share,
         next_step_at=None,
     )
     return _change(state, new, now, reason, actor, guards)

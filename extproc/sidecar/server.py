@@ -25,6 +25,7 @@ from extproc.sidecar.models import EXT_PROC_SERVICE, GrpcModel, ServerModel, h2_
 from extproc.sidecar.observe import DecisionObserver
 from extproc.sidecar.processor import CohortProcessor
 from extproc.sidecar.snapshot import RulesHolder
+from extproc.sidecar.state_source import StateSource, open_state_source
 from extproc.sidecar.watch import ChangeDetector
 from extproc.tracing import DecisionTracer
 
@@ -55,24 +56,23 @@ def _apply(running: Running, outcome: str, what: str = "rules") -> None:
         running.health.set_all(serving=True)
 
 
-async def _watch(
-    running: Running, rules: ChangeDetector, state: ChangeDetector | None, poll_seconds: float
-) -> None:
+async def _watch(running: Running, rules: ChangeDetector, poll_seconds: float) -> None:
     holder = running.holder
     while True:
         await asyncio.sleep(poll_seconds)
         if rules.changed():
             _apply(running, (await asyncio.to_thread(holder.reload)).outcome)
-        if state is not None and state.changed():
-            _apply(running, holder.reload_state().outcome, "state")
+
+
+async def _follow(running: Running, source: StateSource) -> None:
+    await source.follow(running.holder, lambda outcome: _apply(running, outcome, "state"))
 
 
 @contextlib.asynccontextmanager
 async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     """Start the sidecar; on exit stop accepting, drain for ``grace_seconds``, stop."""
     metrics = Metrics()
-    state_path = Path(settings.state) if settings.state else None
-    holder = RulesHolder(Path(settings.rules), state_path)
+    holder = RulesHolder(Path(settings.rules))
     health = HealthState(("", EXT_PROC_SERVICE))
     tracer = DecisionTracer.from_env()
     observer = DecisionObserver(
@@ -88,8 +88,9 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     running = Running(server, port, holder, metrics, health)
     # Baseline before the first load: a change racing with start-up is still seen.
     detector = ChangeDetector(holder.path)
-    state_detector = ChangeDetector(state_path) if state_path else None
-    holder.reload_state()  # before the rules: the first snapshot already has the state
+    source = open_state_source(settings.state, settings.poll_seconds)  # file poll or etcd watch
+    if source is not None:
+        await source.first(holder)  # before the rules: the first snapshot already has the state
     _apply(running, (await asyncio.to_thread(holder.reload)).outcome)
     http = None
     if settings.metrics:
@@ -102,11 +103,16 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
         port,
         settings.metrics or "off",
     )
-    watcher = asyncio.create_task(_watch(running, detector, state_detector, settings.poll_seconds))
+    tasks = [asyncio.create_task(_watch(running, detector, settings.poll_seconds))]
+    if source is not None:
+        tasks.append(asyncio.create_task(_follow(running, source)))
     try:
         yield running
     finally:
-        watcher.cancel()
+        for task in tasks:
+            task.cancel()
+        if source is not None:
+            source.close()
         health.set_all(serving=False)
         await server.stop(settings.grace_seconds)
         if http is not None:

@@ -8,6 +8,7 @@ so no reader ever sees a torn state (new rules with an old share, or half a file
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,10 @@ class RulesHolder:
 
     A rules file that fails validation, or a state file that cannot be read,
     keeps the last good input serving; the failure is logged and returned so
-    the caller can count it.
+    the caller can count it. Rules and state may arrive from different threads
+    (a rules reload runs in a worker thread while a watcher pushes a state): each
+    change and the swap it causes happen under one lock, so the last swap always
+    has the latest of both.
     """
 
     def __init__(self, path: Path, state_path: Path | None = None) -> None:
@@ -61,6 +65,7 @@ class RulesHolder:
         self.last_error: Exception | None = None
         self._rules: Rules | None = None
         self._state: RolloutState | None = None
+        self._lock = threading.Lock()
 
     def reload(self) -> ReloadResult:
         """Re-read the rules file."""
@@ -78,9 +83,10 @@ class RulesHolder:
         self.last_error = None
         if self._rules is not None and self._rules.version == rules.version:
             return ReloadResult("unchanged", rules.version)
-        old = self._rules.version if self._rules else None
-        self._rules = rules
-        self._swap()
+        with self._lock:
+            old = self._rules.version if self._rules else None
+            self._rules = rules
+            self._swap()
         log.info(
             "rules loaded: %s version %s (was %s), file share %s, %d rules",
             self.path,
@@ -98,16 +104,26 @@ class RulesHolder:
         try:
             state = read_state_file(self.state_path)
         except (OSError, ValueError) as exc:
-            log.error(
-                "rollout state unreadable, keeping revision %s: %s",
-                self._state.revision if self._state else None,
-                exc,
-            )
-            return ReloadResult("failed", None, exc)
-        if state is None or (self._state is not None and state == self._state):
-            return ReloadResult("unchanged", None)
-        self._state = state
-        self._swap()
+            return self.state_failed(exc)
+        return self.set_state(state)
+
+    def state_failed(self, exc: Exception) -> ReloadResult:
+        """The state source failed: keep serving the last known state; log and say so."""
+        log.error(
+            "rollout state unreadable, keeping revision %s: %s",
+            self._state.revision if self._state else None,
+            exc,
+        )
+        return ReloadResult("failed", None, exc)
+
+    def set_state(self, state: RolloutState | None) -> ReloadResult:
+        """Serve ``state`` (read from a file or pushed by a watcher); None or an equal state
+        changes nothing."""
+        with self._lock:
+            if state is None or (self._state is not None and state == self._state):
+                return ReloadResult("unchanged", None)
+            self._state = state
+            self._swap()
         log.info(
             "rollout state: %s revision %d, %s at %s",
             state.rollout,

@@ -5,6 +5,10 @@ which are rewritten structurally: the admin address, the listener named ``tts_in
 the endpoints of the clusters ``extproc_sidecar``, ``tts_v1`` and ``tts_v2``. A config that
 lacks one of these names raises :class:`EnvoyConfigError` rather than silently keeping a port.
 
+Host names: :func:`point_cluster` sends a cluster to another host (an IP stays STATIC, a
+name such as a Kubernetes Service becomes STRICT_DNS); ``extproc.deploy.envoy_k8s`` renders
+the gateway pod's config that way.
+
 Tracing: the shipped config traces every request to the OTLP/gRPC cluster ``otel_collector``.
 :func:`render_config` keeps that only when given an :class:`OtlpTarget` (pointing the cluster
 at it, with its sampling); without one it removes the connection manager's ``tracing`` block
@@ -111,14 +115,19 @@ def render_config(
     """A copy of the config at ``path`` with every port replaced by those in ``ports``, and
     tracing pointed at ``tracing`` (or removed, when None: the default)."""
     config = copy.deepcopy(load_config(path))
-    for field, addresses in _port_slots(config).items():
-        for address in addresses:
-            address["port_value"] = getattr(ports, field)
+    set_ports(config, ports)
     if tracing is None:
         remove_tracing(config)
     else:
         point_tracing(config, tracing)
     return config
+
+
+def set_ports(config: Config, ports: EnvoyPorts) -> None:
+    """Replace every port the config refers to with those in ``ports`` (in place)."""
+    for field, addresses in _port_slots(config).items():
+        for address in addresses:
+            address["port_value"] = getattr(ports, field)
 
 
 def connection_manager(config: Config) -> Config:
@@ -147,14 +156,7 @@ def point_tracing(config: Config, target: OtlpTarget) -> None:
     if tracing is None:
         raise EnvoyConfigError(f"listener {LISTENER!r} has no tracing block to point at OTLP")
     tracing["random_sampling"] = {"value": target.sampling_percent}
-    collector = _named(config["static_resources"]["clusters"], OTEL_CLUSTER, "cluster")
-    try:
-        ipaddress.ip_address(target.host)
-        collector["type"] = "STATIC"
-    except ValueError:  # a host name: resolve it
-        collector["type"] = "STRICT_DNS"
-    for address in _socket_addresses(collector):
-        address["address"], address["port_value"] = target.host, target.port
+    point_cluster(config, OTEL_CLUSTER, target.host, target.port)
     if target.flush_interval_ms is not None:
         layer = {
             "tracing.opentelemetry.flush_interval_ms": target.flush_interval_ms,
@@ -164,6 +166,19 @@ def point_tracing(config: Config, target: OtlpTarget) -> None:
             "layered_runtime", {"layers": [{"name": "admin", "admin_layer": {}}]}
         )
         runtime["layers"].insert(0, {"name": "otlp_flush", "static_layer": layer})
+
+
+def point_cluster(config: Config, name: str, host: str, port: int) -> None:
+    """Send the cluster ``name`` to ``host:port`` (in place): an IP address makes it STATIC,
+    a host name (e.g. a Kubernetes Service) STRICT_DNS, which resolves it and follows changes."""
+    cluster = _named(config.get("static_resources", {}).get("clusters", []), name, "cluster")
+    try:
+        ipaddress.ip_address(host)
+        cluster["type"] = "STATIC"
+    except ValueError:  # a host name: resolve it
+        cluster["type"] = "STRICT_DNS"
+    for address in _socket_addresses(cluster):
+        address["address"], address["port_value"] = host, port
 
 
 def write_config(config: Config, directory: Path | None = None) -> Path:

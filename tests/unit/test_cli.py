@@ -92,3 +92,13 @@ def test_explain_forced_and_rule_decisions(capsys: pytest.CaptureFixture[str]) -
 def test_explain_rejects_a_malformed_header(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "--rules", str(EXAMPLE), "-H", "no-equals-sign"]) == 2
     assert "expected NAME=VALUE" in capsys.readouterr().err
+
+
+def test_check_validates_policy_files_too(capsys: pytest.CaptureFixture[str]) -> None:
+    policy = ROOT / "examples/policy.yaml"
+    bad = ROOT / "tests/fixtures/policy_invalid/bad_cohort.yaml"
+    assert main(["check", str(policy)]) == 0
+    assert capsys.readouterr().out.startswith(f"{policy}: ok: policy for gpt-sovits-v2")
+    assert main(["check", str(policy), str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"{bad}:6: policy.guards[0].cohort: 'v3' is not a cohort; allowed: v2, v1, v2-v1"

@@ -1,0 +1,138 @@
+"""``extproc rollout status`` as text for people. Pure: plain dicts in, a string out.
+
+The input is ``admin_wire.status_json(...)`` (the same data ``--json`` prints). Times are
+the controller's calendar (UTC); "in 1h 12m" is by the controller's clock, so a scaled
+test clock reads right too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+FROZEN = "yes: inside a freeze window the ramp waits (rollback is never frozen)"
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """Stage, share, time to the next step, freeze, guard figures, last transitions."""
+    stage = f", stage {status['stage']}" if status["stage"] else ""
+    share = f"{status['share']} on v2"
+    if status["phase"] == "rolled_back":
+        share += f" (resume goes back to {status['resume_share']})"
+    lines = [
+        f"rollout      {status['rollout']} (revision {status['revision']})",
+        f"phase        {status['phase']}{stage}",
+        f"share        {share}",
+        f"next step    {_next_step(status)}",
+        f"frozen       {FROZEN if status['frozen'] else 'no'}",
+        f"last change  {_time(status['updated_at'])} by {status['actor']}: {status['reason']}",
+        "",
+        f"guards       {_verdict(status)}",
+    ]
+    if status["guards"]:
+        lines += _table(
+            ("guard", "signal", "cohort", "value", "threshold", "samples", "verdict", "detail"),
+            [_figure_row(f) for f in status["guards"]],
+        )
+    lines += ["", "last transitions (oldest first)"]
+    if status["transitions"]:
+        lines += _table(
+            ("time (UTC)", "rev", "phase", "share", "stage", "actor", "reason"),
+            [_transition_row(t) for t in status["transitions"]],
+        )
+    else:
+        lines.append("  none yet")
+    return "\n".join(lines)
+
+
+def render_state(action: str, state: dict[str, Any]) -> str:
+    """One line after a change, e.g. ``pause: gpt-sovits-v2 paused at stage 2, share 20%
+    (revision 7)``."""
+    stage = f" at stage {state['stage']}" if state["stage"] else ""
+    return (
+        f"{action}: {state['rollout']} {state['phase']}{stage}, share {state['share']} "
+        f"(revision {state['revision']})"
+    )
+
+
+def duration_text(seconds: float) -> str:
+    """The two largest units: 3725 -> '1h 2m', 3600 -> '1h', 45 -> '45s', 90061 -> '1d 1h'."""
+    left = round(seconds)
+    parts: list[tuple[int, str]] = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if left >= size or parts:
+            parts.append((left // size, unit))
+            left %= size
+    if not parts:
+        return "0s"
+    shown = parts[:2] if len(parts) > 1 and parts[1][0] else parts[:1]
+    return " ".join(f"{n}{u}" for n, u in shown)
+
+
+def _next_step(status: dict[str, Any]) -> str:
+    seconds = status["next_step_in_seconds"]
+    if seconds is None:
+        return "none scheduled"
+    due = "due now" if seconds <= 0 else f"in {duration_text(seconds)}"
+    return f"to {status['next_share']} {due} (at {_time(status['next_step_at'])})"
+
+
+def _verdict(status: dict[str, Any]) -> str:
+    if status["verdict"] is None:
+        return "not checked yet"
+    return f"{status['verdict']} (checked {_time(status['checked_at'])})"
+
+
+def _figure_row(figure: dict[str, Any]) -> list[str]:
+    signal = figure["signal"]
+    value = figure["value"]
+    return [
+        figure["name"],
+        signal,
+        figure["cohort"] or "-",
+        "-" if value is None else _measure(signal, value),
+        _measure(signal, figure["threshold"]),
+        f"{figure['samples']} (min {figure['min_samples']})",
+        figure["verdict"] or "-",
+        figure["detail"],
+    ]
+
+
+def _transition_row(entry: dict[str, Any]) -> list[str]:
+    phases = entry["from_phase"]
+    if entry["to_phase"] != entry["from_phase"]:
+        phases += f" -> {entry['to_phase']}"
+    shares = entry["from_share"]
+    if entry["to_share"] != entry["from_share"]:
+        shares += f" -> {entry['to_share']}"
+    return [
+        _time(entry["at"]),
+        str(entry["revision"]),
+        phases,
+        shares,
+        str(entry["stage"]),
+        entry["actor"],
+        entry["reason"],
+    ]
+
+
+def _measure(signal: str, value: float) -> str:
+    """A guard figure in its unit: milliseconds for latency, percent for error rates."""
+    if signal.startswith("latency"):
+        return f"{value * 1000:.0f}ms"
+    if signal == "error_rate":
+        return f"{value * 100:.2f}%"
+    return f"{value:g}"
+
+
+def _time(iso: str | None) -> str:
+    """'2026-11-25T07:00:00Z' -> '2026-11-25 07:00:00'."""
+    return iso.replace("T", " ").removesuffix("Z") if iso else "-"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
+    return [
+        "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in (headers, *rows)
+    ]

@@ -1,0 +1,308 @@
+"""The rollout controller: observe (guards) -> decide (state machine) -> write (CAS store).
+
+Every check interval the controller refreshes its guard sources, judges every guard,
+reads the state from the store and calls ``state.tick``; a change is written with
+compare-and-swap on the revision it read. If another writer (a second controller, an
+operator through the admin API) got there first, the write is refused, nothing is
+retried blindly, and the next check decides again from the new state. All rollout state
+lives in the store, so a restarted controller resumes the same stage and share; only the
+guard windows start over (their sources hold until they have samples again).
+
+For the admin API and the CLI, :class:`Controller` offers:
+
+- ``status(transitions=10) -> dict`` : phase, stage, share, revision, time to the next
+  step, freeze, the last guard figures and the last transitions of the audit log;
+- ``apply(action, actor, share=None) -> RolloutState`` : start, pause, resume, rollback,
+  promote, set-share, through the same CAS store, raising ``TransitionError`` (the phase
+  does not allow it) or ``ValueError`` (a bad request) with a message for the operator;
+- ``status_async`` / ``apply_async``: the same, off the event loop (they do file I/O).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from extproc.core.bucket import BUCKETS
+from extproc.core.model import percent
+from extproc.rollout import state as machine
+from extproc.rollout.clock import Clock, SystemClock
+from extproc.rollout.guards import Evaluation, Source, evaluate, family
+from extproc.rollout.policy import Policy
+from extproc.rollout.state import Change, Phase, RolloutState, Transition, TransitionError
+from extproc.rollout.store import Conflict, StateStore
+
+log = logging.getLogger("extproc.rollout.controller")
+
+ACTIONS = ("start", "pause", "resume", "rollback", "promote", "set-share")
+APPLY_ATTEMPTS = 5
+DEFAULT_INTERVAL = 1.0
+
+
+class Leadership(Protocol):
+    """What the controller needs of a leader election (extproc.rollout.leader)."""
+
+    def is_leader(self) -> bool: ...
+
+    def require_leader(self) -> None:
+        """Raise a TransitionError naming the leader unless this replica leads."""
+        ...
+
+
+class Controller:
+    """Runs one rollout's policy against one state store (see the module docstring)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        store: StateStore,
+        sources: Mapping[str, Source],
+        *,
+        clock: Clock | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        leadership: Leadership | None = None,
+    ) -> None:
+        """``sources`` maps a guard family (``envoy``, ``promql``; see guards.family) to its
+        source; ValueError if a guard of the policy has none, or ``interval`` is not > 0.
+        With ``leadership``, checks run and changes are applied only while leading."""
+        missing = sorted({family(g) for g in policy.guards} - set(sources))
+        if missing:
+            raise ValueError(f"policy {policy.source}: no source for {', '.join(missing)} guards")
+        if not interval > 0:
+            raise ValueError(f"check interval {interval} must be greater than 0")
+        self.policy = policy
+        self.store = store
+        self.sources = dict(sources)
+        self.clock = clock or SystemClock()
+        self.interval = interval
+        self.leadership = leadership
+        self.checks = 0  # completed checks (tests wait on this counter)
+        self.conflicts = 0  # writes refused because the state had moved on
+        self.last: Evaluation | None = None
+        self._stop_requested = False
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Check every ``interval`` (real seconds) until :meth:`request_stop`. The first
+        check creates the pending state if the store has none."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._stop_requested:
+            self._stop.set()
+        while not self._stop.is_set():
+            began = self.clock.monotonic()
+            try:
+                if self.leadership is None or self.leadership.is_leader():
+                    await self.check()
+            except (OSError, ValueError) as exc:  # an unreadable state file: keep trying
+                log.error("check failed, state unchanged: %s", exc)
+            await self._pause(self.interval - (self.clock.monotonic() - began))
+        self._stop_requested = False
+
+    def request_stop(self) -> None:
+        """Stop :meth:`run` after the current check (or before the first, if it has not
+        started yet); safe from any thread."""
+        self._stop_requested = True
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def _pause(self, seconds: float) -> None:
+        assert self._stop is not None
+        sleeper = asyncio.ensure_future(self.clock.sleep(max(seconds, 0.0)))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
+        for task in (sleeper, stopper):
+            task.cancel()
+
+    async def check(self) -> Transition | None:
+        """One check: refresh the sources, judge the guards, tick, write. Returns the
+        transition written, if any."""
+        await asyncio.gather(*(source.refresh() for source in self.sources.values()))
+        evaluation = evaluate(self.policy.guards, self.sources, self.clock.now())
+        if self.last is None or self.last.verdict is not evaluation.verdict:
+            log.info("guards: %s (%s)", evaluation.verdict.value, _summary(evaluation))
+        self.last = evaluation
+        try:
+            return await asyncio.to_thread(self._tick, evaluation)
+        finally:
+            self.checks += 1
+
+    def _tick(self, evaluation: Evaluation) -> Transition | None:
+        current = self.ensure_state()
+        if current.rollout != self.policy.rollout:
+            log.error(
+                "state is for rollout %r, the policy for %r: not touching it",
+                current.rollout,
+                self.policy.rollout,
+            )
+            return None
+        guards = evaluation.guards_json()
+        change = machine.tick(current, self.policy, evaluation.at, evaluation.verdict, guards)
+        if change is None:
+            return None
+        try:
+            self.store.write(change, current.revision)
+        except Conflict as exc:
+            self.conflicts += 1
+            log.info("state moved on while deciding (%s); deciding again next check", exc)
+            return None
+        _log_transition(change[1])
+        return change[1]
+
+    def ensure_state(self) -> RolloutState:
+        """The stored state; a new pending state for the policy's rollout if there is none."""
+        current = self.store.read()
+        if current is not None:
+            return current
+        fresh = RolloutState(rollout=self.policy.rollout, updated_at=self.clock.now())
+        if self.store.create(fresh):
+            log.info("created rollout %r, pending", fresh.rollout)
+        created = self.store.read()
+        if created is None:
+            raise OSError("the state store lost the state it just created")
+        return created
+
+    # ---- the switch (admin API / CLI) -------------------------------------------------
+
+    def apply(self, action: str, actor: str, share: int | None = None) -> RolloutState:
+        """Apply an operator's ``action`` (one of ACTIONS) as ``actor``; ``share`` in buckets
+        (0..10000, i.e. 0.01 % steps) for ``set-share`` only. Returns the new state.
+
+        Raises ValueError for a bad request (unknown action, missing actor, share missing,
+        out of range or more than double the current share) and TransitionError when the
+        current phase does not allow the action; nothing is written then. A write that
+        loses a race is decided again from the new state (up to APPLY_ATTEMPTS times, then
+        Conflict). Blocking (file I/O): from an event loop, use :meth:`apply_async`."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; allowed: {', '.join(ACTIONS)}")
+        if not actor.strip():
+            raise ValueError("an actor (who asks) is required")
+        if (share is not None) != (action == "set-share"):
+            raise ValueError("a share is required for set-share and only for it")
+        for _ in range(APPLY_ATTEMPTS):
+            if self.leadership is not None:
+                self.leadership.require_leader()
+            current = self.ensure_state()
+            if current.rollout != self.policy.rollout:
+                raise ValueError(
+                    f"the state is for rollout {current.rollout!r}, "
+                    f"the policy for {self.policy.rollout!r}"
+                )
+            change = self._decide(action, current, actor, share)
+            try:
+                self.store.write(change, current.revision)
+            except Conflict:
+                self.conflicts += 1
+                continue
+            _log_transition(change[1])
+            return change[0]
+        raise Conflict(f"the state kept changing; {action} not applied, try again")
+
+    def _decide(self, action: str, current: RolloutState, actor: str, share: int | None) -> Change:
+        now, policy = self.clock.now(), self.policy
+        if action == "start":
+            return machine.start(current, policy, now, actor)
+        if action == "pause":
+            return machine.pause(current, now, actor)
+        if action == "resume":
+            return machine.resume(current, policy, now, actor)
+        if action == "rollback":
+            return machine.rollback(current, policy, now, actor)
+        if action == "promote":
+            return machine.promote(current, now, actor)
+        assert share is not None
+        check_manual_share(policy, current, share)
+        return machine.set_share(current, share, now, actor)
+
+    async def apply_async(self, action: str, actor: str, share: int | None = None) -> RolloutState:
+        """:meth:`apply` in a worker thread."""
+        return await asyncio.to_thread(self.apply, action, actor, share)
+
+    def status(self, transitions: int = 10) -> dict[str, Any]:
+        """The rollout as the operator sees it (JSON-ready; times are unix seconds of the
+        controller's clock, shares percent strings with ``*_buckets`` beside them)."""
+        current = self.store.read() or RolloutState(rollout=self.policy.rollout)
+        now = self.clock.now()
+        ramping = current.phase is Phase.RAMPING and current.next_step_at is not None
+        evaluation = self.last
+        return {
+            "rollout": current.rollout,
+            "phase": current.phase.value,
+            "stage": current.stage,
+            "share": percent(current.share),
+            "share_buckets": current.share,
+            "resume_share": percent(current.resume_share),
+            "revision": current.revision,
+            "next_share": percent(self.policy.next_share(current.share)) if ramping else None,
+            "next_step_at": current.next_step_at,
+            "next_step_in": (
+                max(0.0, current.next_step_at - now)
+                if ramping and current.next_step_at is not None
+                else None
+            ),
+            "frozen_now": self.policy.frozen_at(dt.datetime.fromtimestamp(now, dt.UTC)),
+            "now": now,
+            "updated_at": current.updated_at,
+            "reason": current.reason,
+            "actor": current.actor,
+            "verdict": evaluation.verdict.value if evaluation else None,
+            "checked_at": evaluation.at if evaluation else None,
+            "guards": evaluation.guards_json() if evaluation else {},
+            "checks": self.checks,
+            "conflicts": self.conflicts,
+            "interval": self.interval,
+            "transitions": self.store.audit(transitions),
+        }
+
+    async def status_async(self, transitions: int = 10) -> dict[str, Any]:
+        """:meth:`status` in a worker thread."""
+        return await asyncio.to_thread(self.status, transitions)
+
+
+def check_manual_share(policy: Policy, current: RolloutState, share: int) -> None:
+    """An operator's share: within 0..100 %, and a raise at most doubles the current share
+    (from 0 %, at most the initial share). ValueError otherwise."""
+    if not 0 <= share <= BUCKETS:
+        raise ValueError(f"share {share} buckets is outside 0..{BUCKETS} (0% to 100%)")
+    ceiling = max(current.share * 2, policy.initial_share)
+    if share > current.share and share > ceiling:
+        raise ValueError(
+            f"share {percent(share)} more than doubles the current {percent(current.share)}; "
+            f"at most {percent(ceiling)} in one change"
+        )
+
+
+def _summary(evaluation: Evaluation) -> str:
+    return ", ".join(
+        f"{f.guard} {f.verdict.value}"
+        + (f" {f.value:.4g}/{f.threshold:.4g}" if f.value is not None else "")
+        + f" n={f.samples}"
+        for f in evaluation.figures
+    )
+
+
+def _log_transition(t: Transition) -> None:
+    rolled_back = t.to_phase == Phase.ROLLED_BACK.value
+    log.log(
+        logging.WARNING if rolled_back else logging.INFO,
+        "rollout %s r%d: %s -> %s, share %s -> %s, stage %d: %s (by %s)%s",
+        t.rollout,
+        t.revision,
+        t.from_phase,
+        t.to_phase,
+        t.from_share,
+        t.to_share,
+        t.stage,
+        t.reason,
+        t.actor,
+        f" guards {t.guards}" if rolled_back else "",
+    )
+
+
+__all__ = ["ACTIONS", "Controller", "TransitionError", "check_manual_share"]

@@ -1,0 +1,202 @@
+"""``extproc rollout controller``: run the rollout controller in the foreground.
+
+Loads the policy (strictly, with located errors), opens the state file (creating a pending
+state if there is none), and checks the guards every interval until SIGINT or SIGTERM.
+Exit codes: 0 after a signal, 2 for bad settings (policy, rules, state for another rollout).
+
+``register(subparsers, extension=None)`` adds the subcommand; an :class:`Extension` (the
+admin API) may add its own options and run beside the controller, sharing its instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from extproc.core.errors import RulesError
+from extproc.core.loader import load_rules
+from extproc.rollout import fleet_control
+from extproc.rollout.clock import Clock, ScaledClock, SystemClock, parse_start
+from extproc.rollout.controller import DEFAULT_INTERVAL, Controller
+from extproc.rollout.guards import Source, family
+from extproc.rollout.policy import Policy, load_policy
+from extproc.rollout.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
+from extproc.rollout.store_url import open_store
+from extproc.settings import STATE, Setting, env, positive_float
+
+POLICY = Setting("EXTPROC_ROLLOUT_POLICY", "", "ramp policy YAML file (required)")
+ENVOY_ADMIN = Setting(
+    "EXTPROC_ENVOY_ADMIN", DEFAULT_ENVOY_ADMIN, "Envoy admin URL (guards on cluster stats)"
+)
+PROMETHEUS = Setting(
+    "EXTPROC_PROMETHEUS_URL", "", "Prometheus base URL for promql guards ('' = none)"
+)
+INTERVAL = Setting("EXTPROC_CHECK_INTERVAL", str(DEFAULT_INTERVAL), "seconds between guard checks")
+SETTINGS = (POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, *fleet_control.SETTINGS)
+log = logging.getLogger("extproc.rollout.controller")
+
+
+class Extension(Protocol):
+    """Something that runs inside the controller process (e.g. the admin API)."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def companion(
+        self, args: argparse.Namespace, controller: Controller
+    ) -> AbstractAsyncContextManager[None]:
+        """Entered once the controller is built, before its first check; left after the
+        loop stopped. Raise ValueError for bad settings (exit 2)."""
+        ...
+
+
+def register(subparsers: Any, extension: Extension | None = None) -> None:
+    """Add ``controller`` to an argparse subparsers object (sets ``func``)."""
+    epilog = "environment (flags win):\n" + "\n".join(
+        f"  {s.env:<26} default {s.default!r:<24} {s.help}" for s in SETTINGS
+    )
+    p = subparsers.add_parser(
+        "controller",
+        help="run the rollout controller (guards -> ramp / rollback)",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--policy", default=env(POLICY), help=POLICY.help)
+    p.add_argument(
+        "--state",
+        default=env(STATE),
+        help="rollout state: a file path, file:///path or etcd://host:port,.../prefix (required)",
+    )
+    p.add_argument("--rules", default="", help="rules file whose rollout name must match")
+    p.add_argument("--envoy-admin", default=env(ENVOY_ADMIN), help=ENVOY_ADMIN.help)
+    p.add_argument("--prometheus", default=env(PROMETHEUS), help=PROMETHEUS.help)
+    p.add_argument("--interval", default=env(INTERVAL), help=INTERVAL.help)
+    p.add_argument(
+        "--clock-start",
+        default="",
+        metavar="ISO",
+        help="calendar starts here (tests, demos), e.g. 2026-11-25T06:59:00+01:00; naive = UTC",
+    )
+    p.add_argument(
+        "--clock-speed",
+        default="1",
+        metavar="X",
+        help="calendar runs X times faster (tests, demos; default 1)",
+    )
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    fleet_control.add_arguments(p)
+    if extension is not None:
+        extension.add_arguments(p)
+    p.set_defaults(func=lambda args: run(args, extension))
+
+
+def build_sources(
+    policy: Policy, clock: Clock, envoy_admin: str, prometheus: str
+) -> dict[str, Source]:
+    """The sources the policy's guards need; ValueError if promql guards lack a URL."""
+    families = {family(g) for g in policy.guards}
+    sources: dict[str, Source] = {}
+    if "envoy" in families:
+        horizon = max(g.window for g in policy.guards if family(g) == "envoy")
+        sources["envoy"] = EnvoyStatsSource(envoy_admin, clock, horizon)
+    if "promql" in families:
+        if not prometheus:
+            raise ValueError(f"the policy has promql guards: --prometheus (or {PROMETHEUS.env})")
+        queries = [g.query for g in policy.guards if family(g) == "promql"]
+        sources["promql"] = PrometheusSource(prometheus, queries)
+    return sources
+
+
+def build_clock(start: str, speed: str) -> Clock:
+    """The real clock, or a scaled one if a start or a speed other than 1 is given."""
+    factor = positive_float("--clock-speed", speed)
+    if not start and factor == 1.0:
+        return SystemClock()
+    return ScaledClock(parse_start(start) if start else None, factor)
+
+
+def build_controller(args: argparse.Namespace) -> Controller:
+    """A controller from parsed arguments; ValueError / RulesError name what is wrong."""
+    if not args.policy or not args.state:
+        raise ValueError(f"--policy ({POLICY.env}) and --state ({STATE.env}) are required")
+    policy = load_policy(args.policy)
+    if args.rules:
+        rules = load_rules(args.rules)
+        if rules.name != policy.rollout:
+            raise ValueError(
+                f"{args.policy}: policy.rollout {policy.rollout!r} is not the rollout "
+                f"{rules.name!r} of {args.rules}"
+            )
+    store = open_store(args.state)
+    current = store.read()
+    if current is not None and current.rollout != policy.rollout:
+        raise ValueError(
+            f"{args.state} holds rollout {current.rollout!r}, the policy is for "
+            f"{policy.rollout!r}: use another state file"
+        )
+    clock = build_clock(args.clock_start, args.clock_speed)
+    interval = positive_float("--interval", args.interval)
+    sources = build_sources(policy, clock, args.envoy_admin, args.prometheus)
+    leadership = fleet_control.leadership_for(store, args)
+    return Controller(policy, store, sources, clock=clock, interval=interval, leadership=leadership)
+
+
+def run(args: argparse.Namespace, extension: Extension | None = None) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        controller = build_controller(args)
+    except (ValueError, RulesError) as exc:
+        print(f"extproc rollout controller: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the state store cannot be reached
+        print(f"extproc rollout controller: {exc}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(_serve(controller, args, extension))
+    except ValueError as exc:
+        print(f"extproc rollout controller: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _serve(
+    controller: Controller, args: argparse.Namespace, extension: Extension | None
+) -> None:
+    policy = controller.policy
+    log.info(
+        "controlling %s from %s: state %s, %d guards, check every %gs",
+        policy.rollout,
+        policy.source,
+        args.state,
+        len(policy.guards),
+        controller.interval,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        if extension is not None:
+            await stack.enter_async_context(extension.companion(args, controller))
+        stack.enter_context(fleet_control.campaigning(controller.leadership))
+        with _stop_on_signals(controller):
+            await controller.run()
+    log.info("controller stopped")
+
+
+@contextlib.contextmanager
+def _stop_on_signals(controller: Controller) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, controller.request_stop)
+    try:
+        yield
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,82 @@
+"""Leadership for ``extproc rollout controller`` when the state lives in etcd.
+
+With an etcd store every controller replica campaigns for ``<prefix>/leader``; only the
+leader checks guards and ticks, and only the leader's admin API applies changes (a standby
+answers status and refuses changes with FAILED_PRECONDITION naming the leader). The state
+store fences every write with the leader's term, so a replica that lost the leadership mid-
+check cannot write. With a file store (one host) there is no election: CAS alone guards it.
+
+``add_arguments`` adds ``--leader-ttl`` and ``--leader-id``; ``leadership_for`` builds the
+election for a store (None for a file store); ``campaigning`` runs it for a ``with`` block
+and resigns at the end, so that a standby takes over at once on a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from extproc.rollout.store import StateStore
+from extproc.settings import Setting, env
+
+if TYPE_CHECKING:  # the etcd modules are imported only when an etcd store is used
+    from extproc.rollout.leader import LeaderElection
+
+LEADER_TTL = Setting(
+    "EXTPROC_LEADER_TTL", "10", "leader lease seconds; a standby takes over within it (etcd)"
+)
+LEADER_ID = Setting(
+    "EXTPROC_LEADER_ID", "", "this replica's name in the election ('' = host:pid) (etcd)"
+)
+SETTINGS = (LEADER_TTL, LEADER_ID)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--leader-ttl", default=env(LEADER_TTL), help=LEADER_TTL.help)
+    parser.add_argument("--leader-id", default=env(LEADER_ID), help=LEADER_ID.help)
+
+
+def leadership_for(store: StateStore, args: argparse.Namespace) -> LeaderElection | None:
+    """The election for an etcd store (not started), None for any other store; the store's
+    writes are fenced with it from now on. ValueError for a bad TTL. The identity names the
+    admin API, so that a refusal from a standby says where to go."""
+    from extproc.rollout.etcd_store import EtcdStateStore
+
+    if not isinstance(store, EtcdStateStore):
+        return None
+    from extproc.rollout.leader import LeaderElection, default_identity
+
+    try:
+        ttl = int(args.leader_ttl)
+    except ValueError:
+        raise ValueError(
+            f"--leader-ttl ({LEADER_TTL.env}): {args.leader_ttl!r} is not whole seconds"
+        ) from None
+    identity = args.leader_id or default_identity()
+    admin = getattr(args, "admin", "")
+    if admin and not args.leader_id:
+        identity += f" (admin {admin})"
+    election = LeaderElection(store.session, store.leader_key, identity, ttl)
+    store.fence = election.fence
+    return election
+
+
+@contextlib.contextmanager
+def campaigning(leadership: object) -> Iterator[None]:
+    """Campaign during the block if ``leadership`` (a controller's) is an election; resign
+    after it. A no-op for None (file store)."""
+    if leadership is None:
+        yield
+        return
+    from extproc.rollout.leader import LeaderElection
+
+    if not isinstance(leadership, LeaderElection):
+        raise TypeError(f"cannot campaign with {leadership!r}")
+    election = leadership
+    election.start()
+    try:
+        yield
+    finally:
+        election.stop(resign=True)

@@ -1,0 +1,119 @@
+"""Judging guards, pure: a source's reading against a guard's threshold and sample floor.
+
+A guard breaches when its value is above the threshold. With no value, or fewer samples
+than ``min_samples``, it holds: it never passes and never fails on too little evidence, so
+the ramp neither advances nor rolls back. Overall: any fail -> fail, else any hold -> hold,
+else pass (no guards at all passes: the ramp then follows the schedule alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from extproc.rollout.policy import Guard
+from extproc.rollout.state import Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What a source measured for one guard; ``value`` None means no data."""
+
+    value: float | None
+    samples: int
+    detail: str = ""
+
+
+class Source(Protocol):
+    """A guard source: ``refresh`` does the I/O once per check, ``read`` is then pure."""
+
+    async def refresh(self) -> None: ...
+
+    def read(self, guard: Guard) -> Reading: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One guard's figures at one check (what status shows and the audit log keeps)."""
+
+    guard: str
+    signal: str
+    cohort: str
+    value: float | None  # seconds for latency, a ratio for error_rate, raw for promql
+    samples: int
+    threshold: float
+    window: float
+    min_samples: int
+    verdict: Verdict
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal,
+            "cohort": self.cohort,
+            "value": self.value,
+            "samples": self.samples,
+            "threshold": self.threshold,
+            "window": self.window,
+            "min_samples": self.min_samples,
+            "verdict": self.verdict.value,
+            "detail": self.detail,
+        }
+
+
+def judge(guard: Guard, reading: Reading) -> Figure:
+    """The guard's verdict on ``reading`` (see the module docstring)."""
+    if reading.value is None or reading.samples < guard.min_samples:
+        verdict = Verdict.HOLD
+    elif reading.value > guard.threshold:
+        verdict = Verdict.FAIL
+    else:
+        verdict = Verdict.PASS
+    detail = reading.detail
+    if verdict is Verdict.HOLD and reading.value is not None:
+        detail = f"{reading.samples} samples, fewer than {guard.min_samples}"
+    return Figure(
+        guard=guard.name,
+        signal=guard.signal,
+        cohort="" if guard.signal == "promql" else guard.cohort,
+        value=reading.value,
+        samples=reading.samples,
+        threshold=guard.threshold,
+        window=guard.window,
+        min_samples=guard.min_samples,
+        verdict=verdict,
+        detail=detail,
+    )
+
+
+def overall(figures: Iterable[Figure]) -> Verdict:
+    verdicts = {f.verdict for f in figures}
+    if Verdict.FAIL in verdicts:
+        return Verdict.FAIL
+    return Verdict.HOLD if Verdict.HOLD in verdicts else Verdict.PASS
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """All guards at one check: calendar time, overall verdict, figures in policy order."""
+
+    at: float
+    verdict: Verdict
+    figures: tuple[Figure, ...] = ()
+
+    def guards_json(self) -> dict[str, dict[str, Any]]:
+        """Figures by guard name (the form ``state.tick`` and the audit log take)."""
+        return {f.guard: f.to_json() for f in self.figures}
+
+
+def evaluate(guards: Iterable[Guard], source_of: dict[str, Source], at: float) -> Evaluation:
+    """Judge every guard with its source's current reading (``source_of`` maps a signal
+    family, ``envoy`` or ``promql``, to a source)."""
+    figures = tuple(judge(g, source_of[family(g)].read(g)) for g in guards)
+    return Evaluation(at, overall(figures), figures)
+
+
+def family(guard: Guard) -> str:
+    """Which source serves ``guard``: ``promql`` for PromQL, ``envoy`` for the built-ins."""
+    return "promql" if guard.signal == "promql" else "envoy"

@@ -1,0 +1,55 @@
+"""The etcd layer's behaviour that needs no etcd: backoff bounds, a cluster that is not
+there, and controllers on a file store (no election)."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from extproc.rollout import fleet_control
+from extproc.rollout.backoff import Backoff
+from extproc.rollout.etcd_session import EtcdSession
+from extproc.rollout.etcd_types import EtcdUnavailable
+from extproc.rollout.store import FileStateStore
+from extproc.stack.processes import free_port
+
+
+def test_backoff_grows_jittered_and_bounded() -> None:
+    backoff = Backoff(initial=0.1, cap=2.0, rng=random.Random(7))
+    delays = [backoff.delay() for _ in range(12)]
+    ceilings = [min(0.1 * 2**n, 2.0) for n in range(12)]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert len(set(delays)) == len(delays)  # jittered
+    backoff.reset()
+    assert backoff.delay() <= 0.1
+
+
+def test_backoff_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match="bad backoff"):
+        Backoff(initial=3.0, cap=2.0)
+
+
+def test_no_member_reachable_is_an_oserror_naming_them() -> None:
+    dead = [f"127.0.0.1:{free_port()}" for _ in range(2)]  # nothing listens there
+    session = EtcdSession(dead, timeout=0.5, deadline=0.5)
+    try:
+        began = time.monotonic()
+        with pytest.raises(EtcdUnavailable) as caught:
+            session.call(lambda c: c.get("/x/state"))
+        assert time.monotonic() - began < 5  # bounded by the deadline, not hanging
+        assert isinstance(caught.value, OSError)
+        assert all(target in str(caught.value) for target in dead)
+    finally:
+        session.close()
+    session.close()  # twice is fine
+
+
+def test_a_file_store_has_no_election(tmp_path: Path) -> None:
+    args = argparse.Namespace(leader_ttl="10", leader_id="", admin="")
+    assert fleet_control.leadership_for(FileStateStore(tmp_path / "s.json"), args) is None
+    with fleet_control.campaigning(None):
+        pass
