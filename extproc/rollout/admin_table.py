@@ -19,6 +19,8 @@ def render_status(status: dict[str, Any]) -> str:
     share = f"{status['share']} on v2"
     if status["phase"] == "rolled_back":
         share += f" (resume goes back to {status['resume_share']})"
+    elif status["phase"] == "pending":
+        share = "not started: sidecars serve the rules file's own share"
     lines = [
         f"rollout      {status['rollout']} (revision {status['revision']})",
         f"phase        {status['phase']}{stage}",

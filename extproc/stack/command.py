@@ -16,12 +16,15 @@ deploy/prometheus/alerts.yaml, its storage in a temp dir removed when the stack 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from extproc.stack.controller import LocalController
 from extproc.stack.demo import print_report, run_demo
 from extproc.stack.otlp import OtlpTarget
 from extproc.stack.processes import NotReadyError
@@ -30,6 +33,8 @@ from extproc.stack.prometheus import find_prometheus
 from extproc.stack.stack import DEFAULT_METRICS_PORT, DEFAULT_RULES, REPO_ROOT, Stack
 
 DEFAULT_RUN_DIR = REPO_ROOT / ".stack"
+DEFAULT_POLICY = REPO_ROOT / "examples" / "policy.yaml"
+STATE_FILE = "rollout-state.json"
 WATCH_SECONDS = 0.5
 
 
@@ -78,6 +83,17 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_PROMETHEUS_PORT,
         help="with --prometheus: its port on 127.0.0.1 (default %(default)s)",
     )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        default=DEFAULT_POLICY,
+        help="ramp policy of the local rollout controller (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-controller",
+        action="store_true",
+        help="run without the rollout controller (the sidecar serves the rules file's share)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -88,18 +104,25 @@ def stack_from_args(args: argparse.Namespace) -> Stack:
     tracing = None
     if args.otlp_endpoint:
         tracing = OtlpTarget.parse(args.otlp_endpoint, sampling_percent=args.trace_sampling)
+    sidecar_args = [] if args.no_controller else ["--state", str(args.run_dir / STATE_FILE)]
     return Stack(
         rules=args.rules,
         run_dir=args.run_dir,
+        sidecar_args=sidecar_args,
         metrics_port=DEFAULT_METRICS_PORT,
         otlp_endpoint=tracing,
         prometheus_port=args.prometheus_port if args.prometheus else None,
     )
 
 
-def _print_banner(stack: Stack) -> None:
+def _print_banner(stack: Stack, controller: LocalController | None) -> None:
     ports = stack.ports
     optional = ""
+    if controller is not None:
+        optional += (
+            f"\n  rollout          admin {controller.admin}, state {controller.state}"
+            f"\n                   try: extproc rollout status | start | rollback"
+        )
     if stack.tracing is not None:
         optional += f"\n  traces           OTLP/gRPC to {stack.tracing.url}"
     if stack.prometheus is not None:
@@ -120,11 +143,12 @@ Ctrl-C stops everything.""",
     )
 
 
-def _watch(stack: Stack) -> int:
+def _watch(stack: Stack, controller: LocalController | None) -> int:
     """Block until a process dies (-> 1); Ctrl-C / SIGTERM end it with KeyboardInterrupt."""
     idle = threading.Event()  # never set: a wait that signals can interrupt
+    watched = stack.processes() + ([controller.process] if controller is not None else [])
     while not idle.wait(WATCH_SECONDS):
-        dead = [process for process in stack.processes() if not process.alive()]
+        dead = [process for process in watched if not process.alive()]
         for process in dead:
             print(f"{process.name} exited ({process.returncode}):", file=sys.stderr)
             print(process.log_tail(), file=sys.stderr)
@@ -138,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.rules.is_file():
         print(f"extproc stack: no rules file at {args.rules}", file=sys.stderr)
         return 2
+    if not args.no_controller and not args.policy.is_file():
+        print(f"extproc stack: no policy file at {args.policy}", file=sys.stderr)
+        return 2
     try:
         stack = stack_from_args(args)
     except ValueError as exc:
@@ -148,15 +175,27 @@ def run(args: argparse.Namespace) -> int:
     interrupts = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in interrupts}
     try:
-        with stack:
-            _print_banner(stack)
+        with contextlib.ExitStack() as running:
+            running.enter_context(stack)
+            controller = None
+            if not args.no_controller:
+                controller = running.enter_context(
+                    LocalController(
+                        args.policy,
+                        args.run_dir / STATE_FILE,
+                        stack.admin_url,
+                        args.run_dir,
+                        dict(os.environ, PYTHONUNBUFFERED="1"),
+                    )
+                )
+            _print_banner(stack, controller)
             if args.demo:
                 result = run_demo(stack, args.demo_users, args.demo_requests)
                 print_report(result, args.demo_users, sys.stdout)
                 if not args.keep:
                     clean = result.users_on_several_upstreams == 0 and not result.errors
                     return 0 if clean else 1
-            return _watch(stack)
+            return _watch(stack, controller)
     except NotReadyError as exc:
         print(f"extproc stack: {exc}", file=sys.stderr)
         return 1

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from extproc.stack.controller import ADMIN_PORT
 from extproc.stack.envoy_config import default_ports
 from extproc.stack.processes import port_accepts, wait_until
 from extproc.stack.stack import DEFAULT_METRICS_PORT, REPO_ROOT
 
 pytestmark = pytest.mark.envoy
 
-PORTS = [*vars(default_ports()).values(), DEFAULT_METRICS_PORT]
+PORTS = [*vars(default_ports()).values(), DEFAULT_METRICS_PORT, ADMIN_PORT]
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +51,15 @@ def test_sigterm_stops_everything_and_exits_0(tmp_path: Path) -> None:
     try:
         wait_until(lambda: "Ctrl-C stops everything" in out.read_text(), "the banner", 60)
         assert "curl -s -D- -o /tmp/out.wav" in out.read_text()
+        # The local rollout controller is part of the stack: the switch works against it.
+        rollout = [sys.executable, "-m", "extproc", "rollout"]
+        status = subprocess.run([*rollout, "status", "--json"], capture_output=True, text=True)
+        assert status.returncode == 0, status.stderr
+        assert '"phase": "pending"' in status.stdout
+        started = subprocess.run([*rollout, "start"], capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr
+        assert "ramping at stage 1, share 10%" in started.stdout
+        assert (tmp_path / "rollout-state.json").is_file()
         command.send_signal(signal.SIGTERM)
         assert command.wait(timeout=30) == 0
     finally:

@@ -1,0 +1,50 @@
+"""The rollout controller of the local stack: examples/policy.yaml over a state file.
+
+The sidecar follows the same state file (``--state``), so ``extproc rollout status|start|...``
+works against the local stack on the admin API's default address. A new state starts
+``pending``, which serves the rules file's share: nothing changes until someone runs
+``extproc rollout start``. The state lives in the run directory, so a restarted stack
+resumes the rollout where it was.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from extproc.stack.processes import ManagedProcess, wait_for_port
+
+ADMIN_HOST, ADMIN_PORT = "127.0.0.1", 50061
+
+
+class LocalController:
+    """``extproc rollout controller`` as a child process; a context manager."""
+
+    def __init__(
+        self, policy: Path, state: Path, envoy_admin: str, run_dir: Path, env: dict[str, str]
+    ) -> None:
+        self.policy, self.state = policy, state
+        argv = [sys.executable, "-m", "extproc", "rollout", "controller"]
+        argv += ["--policy", str(policy), "--state", str(state), "--envoy-admin", envoy_admin]
+        argv += ["--admin", f"{ADMIN_HOST}:{ADMIN_PORT}"]
+        self.process = ManagedProcess("controller", argv, run_dir / "controller.log", env=env)
+
+    @property
+    def admin(self) -> str:
+        return f"{ADMIN_HOST}:{ADMIN_PORT}"
+
+    def __enter__(self) -> Self:
+        self.process.start()
+        try:
+            wait_for_port(ADMIN_HOST, ADMIN_PORT, 30.0, self.process)
+        except BaseException:
+            self.process.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.process.stop()
