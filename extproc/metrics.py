@@ -66,7 +66,7 @@ class Metrics:
         )
         self.state_reloads = Counter(
             "tts_canary_rollout_state_reloads_total",
-            "Rollout state file reads by outcome (loaded, failed).",
+            "Rollout state updates (file reads or etcd watch events) by outcome.",
             ("outcome",),
             registry=r,
         )

@@ -183,7 +183,7 @@ async def _serve(
     async with contextlib.AsyncExitStack() as stack:
         if extension is not None:
             await stack.enter_async_context(extension.companion(args, controller))
-        stack.enter_context(fleet_control.campaigning(controller.leadership))
+        stack.enter_context(fleet_control.campaigning(controller))
         with _stop_on_signals(controller):
             await controller.run()
     log.info("controller stopped")

@@ -235,7 +235,8 @@ class EtcdClient:
         create = rpc.WatchRequest(
             create_request=rpc.WatchCreateRequest(key=key.encode(), start_revision=start_revision)
         )
-        call = member.watch.Watch(_hold_open(create), metadata=REQUIRE_LEADER)
+        ended = asyncio.Event()
+        call = member.watch.Watch(_hold_open(create, ended), metadata=REQUIRE_LEADER)
         try:
             async for response in call:
                 if response.canceled or response.compact_revision:
@@ -248,6 +249,7 @@ class EtcdClient:
             self._next_member(member)
             raise EtcdUnavailable(f"etcd watch on {member.target}: {_say(exc)}") from None
         finally:
+            ended.set()  # lets grpc's task feeding the requests finish, not linger
             call.cancel()
         self._next_member(member)
         raise EtcdUnavailable(f"etcd watch on {member.target}: the stream closed")
@@ -261,10 +263,10 @@ class EtcdClient:
             await member.close()
 
 
-async def _hold_open(first: Any) -> AsyncIterator[Any]:
-    """The watch's request stream: one create request, then open until the call ends."""
+async def _hold_open(first: Any, ended: asyncio.Event) -> AsyncIterator[Any]:
+    """The watch's request stream: one create request, then open until ``ended``."""
     yield first
-    await asyncio.Event().wait()
+    await ended.wait()
 
 
 def _compare(c: Compare) -> Any:

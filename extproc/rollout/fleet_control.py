@@ -7,8 +7,9 @@ store fences every write with the leader's term, so a replica that lost the lead
 check cannot write. With a file store (one host) there is no election: CAS alone guards it.
 
 ``add_arguments`` adds ``--leader-ttl`` and ``--leader-id``; ``leadership_for`` builds the
-election for a store (None for a file store); ``campaigning`` runs it for a ``with`` block
-and resigns at the end, so that a standby takes over at once on a clean shutdown.
+election for a store (None for a file store); ``campaigning(controller)`` runs it for a
+``with`` block and resigns at the end, so that a standby takes over at once on a clean
+shutdown.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from extproc.rollout.store import StateStore
 from extproc.settings import Setting, env
 
 if TYPE_CHECKING:  # the etcd modules are imported only when an etcd store is used
+    from extproc.rollout.controller import Controller
     from extproc.rollout.leader import LeaderElection
 
 LEADER_TTL = Setting(
@@ -64,9 +66,10 @@ def leadership_for(store: StateStore, args: argparse.Namespace) -> LeaderElectio
 
 
 @contextlib.contextmanager
-def campaigning(leadership: object) -> Iterator[None]:
-    """Campaign during the block if ``leadership`` (a controller's) is an election; resign
-    after it. A no-op for None (file store)."""
+def campaigning(controller: Controller) -> Iterator[None]:
+    """Campaign for ``controller``'s leadership (if it has an election) during the block;
+    after it, resign and close the controller's etcd store. A no-op for a file store."""
+    leadership = controller.leadership
     if leadership is None:
         yield
         return
@@ -74,9 +77,11 @@ def campaigning(leadership: object) -> Iterator[None]:
 
     if not isinstance(leadership, LeaderElection):
         raise TypeError(f"cannot campaign with {leadership!r}")
-    election = leadership
-    election.start()
+    leadership.start()
     try:
         yield
     finally:
-        election.stop(resign=True)
+        leadership.stop(resign=True)
+        close = getattr(controller.store, "close", None)
+        if close is not None:
+            close()  # ends the etcd session's thread cleanly, its watches included

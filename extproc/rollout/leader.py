@@ -142,7 +142,7 @@ class LeaderElection:
         result = await client.txn([Compare(self.key, "create", 0)], [claim], [self.key])
         if result.succeeded:
             self._term, self._valid_until = result.revision, sent + self.ttl
-            self.leader, self.terms = self.identity, self.terms + 1
+            self.leader, self.terms, self._announced = self.identity, self.terms + 1, None
             log.info("leading %s as %s (term %d)", self.key, self.identity, result.revision)
             await self._keep(client, lease, result.revision)
             return

@@ -12,10 +12,14 @@ import pytest
 
 from extproc.rollout import fleet_control
 from extproc.rollout.backoff import Backoff
+from extproc.rollout.controller import Controller
 from extproc.rollout.etcd_session import EtcdSession
 from extproc.rollout.etcd_types import EtcdUnavailable
+from extproc.rollout.policy import parse_policy
 from extproc.rollout.store import FileStateStore
 from extproc.stack.processes import free_port
+
+POLICY = b"policy:\n  rollout: offline\n  initial_share: 10%\n"
 
 
 def test_backoff_grows_jittered_and_bounded() -> None:
@@ -50,6 +54,8 @@ def test_no_member_reachable_is_an_oserror_naming_them() -> None:
 
 def test_a_file_store_has_no_election(tmp_path: Path) -> None:
     args = argparse.Namespace(leader_ttl="10", leader_id="", admin="")
-    assert fleet_control.leadership_for(FileStateStore(tmp_path / "s.json"), args) is None
-    with fleet_control.campaigning(None):
-        pass
+    store = FileStateStore(tmp_path / "s.json")
+    assert fleet_control.leadership_for(store, args) is None
+    controller = Controller(parse_policy("p.yaml", POLICY), store, {})
+    with fleet_control.campaigning(controller):
+        assert controller.leadership is None
