@@ -123,7 +123,7 @@ def test_status_before_any_check_or_transition() -> None:
     assert render_status(status).splitlines() == [
         "rollout      r (revision 0)",
         "phase        pending",
-        "share        0% on v2",
+        "share        not started: sidecars serve the rules file's own share",
         "next step    none scheduled",
         "frozen       no",
         "last change  2026-11-25 12:00:00 by system: created",
