@@ -1,0 +1,184 @@
+"""Medians, same-run comparisons, the DESIGN targets, and the markdown report.
+
+Input: the run's rounds, each ``{"round": n, "order": [...], "setups": {setup: figures}}``
+where ``figures`` is flat: ``"<window>.<figure>"`` (windows ``saturation`` and
+``rate_<R>``) plus ``processor_rss_mb`` / ``envoy_rss_mb``.
+
+Comparisons are computed inside each round (setups of one round ran back to back) and then
+the median over rounds is taken, so slow drift of the machine cancels out. Medians of the raw
+figures are given beside them.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+Figures = Mapping[str, float]
+Round = Mapping[str, Any]
+
+
+def median(values: Iterable[float | None]) -> float:
+    """Median of the finite values; NaN when there is none."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.median(finite) if finite else float("nan")
+
+
+def setups_of(rounds: Sequence[Round]) -> list[str]:
+    names: list[str] = []
+    for rnd in rounds:
+        names += [s for s in rnd["setups"] if s not in names]
+    return names
+
+
+def medians(rounds: Sequence[Round]) -> dict[str, dict[str, float]]:
+    """For each setup, the median over rounds of every figure."""
+    out: dict[str, dict[str, float]] = {}
+    for setup in setups_of(rounds):
+        per_round = [rnd["setups"][setup] for rnd in rounds if setup in rnd["setups"]]
+        keys = sorted({k for figures in per_round for k in figures})
+        out[setup] = {k: median(f.get(k) for f in per_round) for k in keys}
+    return out
+
+
+def _paired(rounds: Sequence[Round], fn: Callable[[Mapping[str, Figures]], float]) -> float:
+    values = []
+    for rnd in rounds:
+        try:
+            values.append(fn(rnd["setups"]))
+        except (KeyError, ZeroDivisionError):
+            continue
+    return median(values)
+
+
+def rate_windows(rounds: Sequence[Round]) -> list[str]:
+    keys = {k.split(".")[0] for rnd in rounds for f in rnd["setups"].values() for k in f}
+    return sorted((k for k in keys if k.startswith("rate_")), key=lambda k: int(k[5:]))
+
+
+def comparison(rounds: Sequence[Round]) -> dict[str, float]:
+    """Same-round ratios and differences, median over rounds (absent setups: skipped)."""
+    present = set(setups_of(rounds))
+    out: dict[str, float] = {}
+
+    def ratio(key: str, a: str, b: str) -> None:
+        if {a, b} <= present:
+            out[f"{key}.{a}/{b}"] = _paired(rounds, lambda s: s[a][key] / s[b][key])
+
+    def added(key: str, a: str) -> None:
+        if {a, "native"} <= present:
+            out[f"{key}.{a}-native"] = _paired(rounds, lambda s: s[a][key] - s["native"][key])
+
+    for other in ("native", "naive"):
+        ratio("saturation.rps", "sidecar", other)
+    ratio("saturation.rps", "naive", "native")
+    ratio("saturation.processor_cpu_us_per_req", "sidecar", "naive")
+    ratio("saturation.envoy_cpu_us_per_req", "sidecar", "native")
+    for window in rate_windows(rounds):
+        ratio(f"{window}.processor_cpu_us_per_req", "sidecar", "naive")
+        for setup in ("naive", "sidecar"):
+            for figure in ("p50_ms", "p99_ms", "p999_ms"):
+                added(f"{window}.{figure}", setup)
+    return out
+
+
+def targets(comp: Mapping[str, float], med: Mapping[str, Figures]) -> list[dict[str, Any]]:
+    """DESIGN.md's targets (read as same-run ratios), each with its measured value."""
+    sidecar = med.get("sidecar", {})
+    rows = [
+        ("sidecar CPU per decision <= 0.4 x naive (saturation)", "<=", 0.4,
+         comp.get("saturation.processor_cpu_us_per_req.sidecar/naive")),
+        ("saturation >= 3 x naive", ">=", 3.0, comp.get("saturation.rps.sidecar/naive")),
+        ("saturation >= 0.2 x native", ">=", 0.2, comp.get("saturation.rps.sidecar/native")),
+        ("added p50 at 1000 req/s <= +0.5 ms", "<=", 0.5,
+         comp.get("rate_1000.p50_ms.sidecar-native")),
+        ("added p99 at 1000 req/s <= +2 ms", "<=", 2.0,
+         comp.get("rate_1000.p99_ms.sidecar-native")),
+        ("sidecar resident memory <= 80 MB", "<=", 80.0, sidecar.get("processor_rss_mb")),
+    ]  # fmt: skip
+    out = []
+    for name, op, limit, value in rows:
+        if value is None or not math.isfinite(value):
+            out.append({"target": name, "limit": limit, "measured": None, "met": None})
+            continue
+        met = value <= limit if op == "<=" else value >= limit
+        out.append({"target": name, "limit": limit, "measured": value, "met": met})
+    return out
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def saturation_table(med: Mapping[str, Figures], comp: Mapping[str, float]) -> list[str]:
+    setups = [s for s in ("native", "naive", "sidecar") if s in med]
+    lines = [_row(["median of rounds", *setups, "sidecar ÷ native", "sidecar ÷ naive"])]
+    lines.append(_row(["---"] * (len(setups) + 3)))
+    rows = [
+        ("saturation, requests/s", "saturation.rps", 0, "saturation.rps", 2),
+        ("Envoy CPU, µs/request", "saturation.envoy_cpu_us_per_req", 0,
+         "saturation.envoy_cpu_us_per_req", 2),
+        ("processor CPU, µs/request", "saturation.processor_cpu_us_per_req", 0,
+         "saturation.processor_cpu_us_per_req", 2),
+        ("Envoy + processor CPU, cores busy", None, 2, None, 0),
+        ("their CPUs busy, any cause (1.00 = CPU-bound)", "saturation.sut_cpus_busy", 2, None, 0),
+        ("processor resident memory, MB (end of round)", "processor_rss_mb", 1, None, 0),
+        ("share routed to v2", "saturation.v2_share", 3, None, 0),
+    ]  # fmt: skip
+    for label, key, digits, comp_key, comp_digits in rows:
+        cells = [label]
+        for setup in setups:
+            f = med[setup]
+            if key is None:
+                busy = f.get("saturation.envoy_cpu_util", math.nan)
+                value = busy + f.get("saturation.processor_cpu_util", 0.0)
+            else:
+                value = f.get(key, math.nan)
+            cells.append(fmt(value, digits))
+        for other in ("native", "naive"):
+            ratio = comp.get(f"{comp_key}.sidecar/{other}") if comp_key else None
+            cells.append(fmt(ratio, comp_digits) if ratio is not None else "")
+        lines.append(_row(cells))
+    return lines
+
+
+def latency_table(med: Mapping[str, Figures], comp: Mapping[str, float]) -> list[str]:
+    header = ["rate, req/s", "setup", "p50 ms", "p99 ms", "p99.9 ms", "added p50 ms",
+              "added p99 ms", "Envoy µs/req", "processor µs/req", "decided",
+              "send lag p99 ms"]  # fmt: skip
+    lines = [_row(header), _row(["---"] * len(header))]
+    windows = sorted(
+        {k.split(".")[0] for f in med.values() for k in f if k.startswith("rate_")},
+        key=lambda k: int(k[5:]),
+    )
+    for window in windows:
+        for setup in ("native", "naive", "sidecar"):
+            f = med.get(setup)
+            if f is None or f"{window}.p50_ms" not in f:
+                continue
+            added = [comp.get(f"{window}.{p}.{setup}-native") for p in ("p50_ms", "p99_ms")]
+            cells = [window[5:], setup]
+            cells += [fmt(f.get(f"{window}.{p}"), 2) for p in ("p50_ms", "p99_ms", "p999_ms")]
+            cells += [f"{a:+.2f}" if a is not None and math.isfinite(a) else "" for a in added]
+            cells += [fmt(f.get(f"{window}.envoy_cpu_us_per_req"))]
+            cells += [fmt(f.get(f"{window}.processor_cpu_us_per_req"))]
+            cells += [fmt(f.get(f"{window}.decided"), 3)]
+            cells += [fmt(f.get(f"{window}.send_lag_p99_ms"), 2)]
+            lines.append(_row(cells))
+    return lines
+
+
+def targets_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = [_row(["target (same run)", "measured", "met"]), _row(["---"] * 3)]
+    for row in rows:
+        met = {True: "yes", False: "**no**", None: "n/a"}[row["met"]]
+        lines.append(_row([row["target"], fmt(row["measured"], 2), met]))
+    return lines

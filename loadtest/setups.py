@@ -1,0 +1,245 @@
+"""The three setups under test, started on the same ports with the same config shape.
+
+- ``native``: Envoy alone, weighted clusters 90/10 (see envoy_configs.native_routing).
+- ``naive``: Envoy + loadtest/naive_processor.py (share 10 %), the shipped config.
+- ``sidecar``: Envoy + ``python -m extproc serve`` with examples/rules.yaml, the shipped config.
+
+All three run without the ingress access log. The upstream is :class:`Upstream`, one instant
+Envoy shared by every setup of a run. :class:`SystemUnderTest` starts the processor (if any)
+and then Envoy with ``--concurrency 1`` and waits until Envoy is ready, its listener accepts and
+(with a processor) its health check has marked the processor healthy; leaving the ``with``
+block stops everything it started. Processes are pinned to CPUs as :class:`Pinning` says.
+
+The processor's environment is this one minus every ``OTEL_*`` and ``EXTPROC_*`` variable (so
+the sidecar runs with its documented defaults: tracing off, metrics on), plus ``extra_env``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from extproc.stack import envoy_config
+from extproc.stack.envoy_config import EnvoyPorts
+from extproc.stack.processes import (
+    ManagedProcess,
+    free_port,
+    wait_for_grpc_serving,
+    wait_for_http,
+    wait_for_port,
+    wait_until,
+)
+from extproc.stack.stack import (
+    DEFAULT_RULES,
+    EXT_PROC_SERVICE,
+    HOST,
+    NAIVE_PROCESSOR,
+    REPO_ROOT,
+    find_envoy,
+)
+from loadtest import envoy_configs
+from loadtest.tools import pinned
+
+SETUPS = ("native", "naive", "sidecar")
+READY_TIMEOUT = 30.0
+NAIVE_SHARE_PERCENT = "10"
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """CPU sets: ``sut`` for Envoy + processor, ``load`` for load generators and the upstream."""
+
+    sut: frozenset[int] | None = None
+    load: frozenset[int] | None = None
+
+    @classmethod
+    def choose(cls, enabled: bool) -> Pinning:
+        """Split pinning (processor + Envoy on the first CPU, the rest on the others) when
+        enabled and at least two CPUs are available; otherwise no pinning."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if not enabled or len(cpus) < 2:
+            return cls()
+        return cls(sut=frozenset(cpus[:1]), load=frozenset(cpus[1:]))
+
+    def describe(self) -> dict[str, list[int] | None]:
+        return {
+            "envoy_and_processor": sorted(self.sut) if self.sut else None,
+            "load_generator_upstream_and_driver": sorted(self.load) if self.load else None,
+        }
+
+
+@dataclass(frozen=True)
+class BenchPorts:
+    """Every port of a run; the same for every setup."""
+
+    envoy: EnvoyPorts
+    upstream_admin: int
+    metrics: int
+
+    @classmethod
+    def free(cls) -> BenchPorts:
+        envoy = EnvoyPorts(*(free_port() for _ in range(5)))
+        return cls(envoy=envoy, upstream_admin=free_port(), metrics=free_port())
+
+
+@dataclass(frozen=True)
+class ProcessorOptions:
+    """How to run the sidecar: rules file, extra CLI arguments and environment."""
+
+    rules: Path = DEFAULT_RULES
+    extra_args: Sequence[str] = ()
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+def processor_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """This environment without OTEL_* / EXTPROC_*, with the repo importable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "EXTPROC_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def envoy_argv(config_path: Path) -> list[str]:
+    """One Envoy worker, no hot restart (several Envoys share the machine), warnings only."""
+    return [
+        find_envoy(), "-c", str(config_path), "--concurrency", "1", "--disable-hot-restart",
+        "--log-level", "warn",
+    ]  # fmt: skip
+
+
+def write_yaml(config: envoy_config.Config, path: Path) -> Path:
+    envoy_config.write_config(config, path.parent).replace(path)
+    return path
+
+
+class Upstream:
+    """The instant upstream Envoy (direct 200 on the v1 and v2 ports); a context manager."""
+
+    def __init__(self, ports: BenchPorts, run_dir: Path, pinning: Pinning) -> None:
+        self.ports = ports
+        config = write_yaml(
+            envoy_configs.upstream_config(ports.envoy, ports.upstream_admin),
+            run_dir / "upstream-envoy.yaml",
+        )
+        argv = pinned(envoy_argv(config), pinning.load)
+        self.process = ManagedProcess("upstream", argv, run_dir / "upstream-envoy.log")
+
+    def __enter__(self) -> Self:
+        self.process.start()
+        try:
+            admin = f"http://{HOST}:{self.ports.upstream_admin}/ready"
+            wait_for_http(admin, READY_TIMEOUT, self.process)
+            for version in ("v1", "v2"):
+                wait_for_port(HOST, self.ports.envoy.tts(version), READY_TIMEOUT, self.process)
+        except BaseException:
+            self.process.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.process.stop()
+
+
+class SystemUnderTest:
+    """Envoy (+ processor) of one setup; a context manager that always stops both."""
+
+    def __init__(
+        self,
+        setup: str,
+        ports: BenchPorts,
+        run_dir: Path,
+        pinning: Pinning,
+        options: ProcessorOptions | None = None,
+    ) -> None:
+        if setup not in SETUPS:
+            raise ValueError(f"unknown setup {setup!r}: expected one of {', '.join(SETUPS)}")
+        options = options or ProcessorOptions()
+        self.setup = setup
+        self.ports = ports
+        self.pinning = pinning
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shipped = envoy_configs.without_access_log(envoy_config.render_config(ports.envoy))
+        config = envoy_configs.native_routing(shipped) if setup == "native" else shipped
+        config_path = write_yaml(config, run_dir / f"envoy-{setup}.yaml")
+        self.envoy = ManagedProcess(
+            f"envoy-{setup}",
+            pinned(envoy_argv(config_path), pinning.sut),
+            run_dir / f"envoy-{setup}.log",
+        )
+        self.processor: ManagedProcess | None = None
+        if setup != "native":
+            argv = pinned(self._processor_argv(options), pinning.sut)
+            env = processor_env(options.extra_env)
+            log = run_dir / f"{setup}.log"
+            self.processor = ManagedProcess(setup, argv, log, env=env, cwd=REPO_ROOT)
+        self._stack = contextlib.ExitStack()
+
+    def _processor_argv(self, options: ProcessorOptions) -> list[str]:
+        listen = f"{HOST}:{self.ports.envoy.sidecar}"
+        if self.setup == "naive":
+            return [sys.executable, str(NAIVE_PROCESSOR), "--listen", listen, "--share",
+                    NAIVE_SHARE_PERCENT]  # fmt: skip
+        metrics = f"{HOST}:{self.ports.metrics}"
+        serve = ["serve", "--rules", str(options.rules), "--listen", listen, "--metrics", metrics]
+        return [sys.executable, "-m", "extproc", *serve, *options.extra_args]
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{HOST}:{self.ports.envoy.admin}"
+
+    def __enter__(self) -> Self:
+        try:
+            if self.processor is not None:
+                self._stack.enter_context(self.processor)
+                target = f"{HOST}:{self.ports.envoy.sidecar}"
+                wait_for_grpc_serving(target, EXT_PROC_SERVICE, READY_TIMEOUT, self.processor)
+            self._stack.enter_context(self.envoy)
+            wait_for_http(self.admin_url + "/ready", READY_TIMEOUT, self.envoy)
+            wait_for_port(HOST, self.ports.envoy.listener, READY_TIMEOUT, self.envoy)
+            if self.processor is not None:
+                what = "Envoy to see the processor healthy"
+                wait_until(self._processor_healthy, what, READY_TIMEOUT, self.envoy)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stack.close()
+
+    def _processor_healthy(self) -> bool:
+        with urllib.request.urlopen(self.admin_url + "/clusters", timeout=2) as response:
+            text = response.read().decode()
+        target = f"{HOST}:{self.ports.envoy.sidecar}"
+        prefix = f"{envoy_config.SIDECAR_CLUSTER}::{target}::health_flags::"
+        return [line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)] == [
+            "healthy"
+        ]
+
+    def stats(self, pattern: str) -> dict[str, int]:
+        """Envoy counters whose name matches the regex ``pattern`` (absent ones: missing)."""
+        url = f"{self.admin_url}/stats?format=json&filter={urllib.parse.quote(pattern)}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            data = json.loads(response.read())
+        return {
+            s["name"]: int(s["value"])
+            for s in data.get("stats", [])
+            if isinstance(s.get("value"), int)
+        }
+
+    def processes(self) -> list[ManagedProcess]:
+        return [p for p in (self.processor, self.envoy) if p is not None]
