@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from extproc import __version__
 from extproc.core.model import Decision
+from extproc.otlp_spans import SpanEncoder, resource_bytes, scope_bytes
+from extproc.span_export import SpanBatcher, bytes_exporter
 
 log = logging.getLogger("extproc.tracing")
 
@@ -36,6 +38,7 @@ RULE = "tts_canary.rule"
 BUCKET = "tts_canary.bucket"
 KEY_HEADER = "tts_canary.key_header"
 PROVIDER = "tts-canary-extproc"
+_KIND_SERVER = 2  # OTLP Span.SpanKind SPAN_KIND_SERVER
 _STATIC = {
     "rpc.system": "grpc",
     "rpc.service": "envoy.service.ext_proc.v3.ExternalProcessor",
@@ -69,30 +72,40 @@ class BrokenInstallError(RuntimeError):
 
 
 class DecisionTracer:
-    """Records one span per decision; a no-op when tracing is not configured."""
+    """Records one span per decision; a no-op when tracing is not configured.
 
-    def __init__(self, tracer: Any = None, provider: Any = None, flag_key: str = "") -> None:
-        self._tracer = tracer
-        self._provider = provider
-        self.enabled = tracer is not None
+    Spans are encoded straight to OTLP bytes (otlp_spans.py) and exported in batches by
+    the SDK's exporter (span_export.py); the SDK's sampler from ``OTEL_TRACES_SAMPLER``
+    decides, with a fast path for the default parent-based always-on.
+    """
+
+    def __init__(self, batcher: Any = None, sampler: Any = None) -> None:
+        self._batcher = batcher
+        self._sampler = sampler
+        self._default_sampler = sampler is None or sampler.get_description().startswith(
+            "ParentBased{root:AlwaysOnSampler"
+        )
+        self._encoder = SpanEncoder(SPAN_NAME, _KIND_SERVER, _STATIC)
+        self.enabled = batcher is not None
 
     @classmethod
     def from_env(cls) -> DecisionTracer:
         if not tracing_configured():
             return cls()
         try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: F401
+                OTLPSpanExporter,
+            )
             from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.sdk.trace.sampling import _get_from_env_or_default
         except ImportError as exc:
             raise BrokenInstallError(BROKEN_INSTALL.format(error=exc)) from exc
         resource = Resource.create({"service.name": "tts-canary-extproc"} | _service_from_env())
-        # Shut down by us, with a deadline, not by an atexit hook that could hang.
-        provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        exporter = bytes_exporter(
+            resource_bytes(dict(resource.attributes)), scope_bytes("extproc", __version__)
+        )
         log.info("tracing: exporting spans over OTLP/gRPC")
-        return cls(provider.get_tracer("extproc"), provider)
+        return cls(SpanBatcher(exporter), _get_from_env_or_default())
 
     def record(
         self,
@@ -103,50 +116,70 @@ class DecisionTracer:
         start_ns: int,
         end_ns: int,
     ) -> None:
-        """Export the span of one decision; ``carrier`` holds traceparent/tracestate."""
-        tracer = self._tracer
-        if tracer is None:
+        """Queue the span of one decision; ``carrier`` holds the parent's traceparent."""
+        if self._batcher is None:
             return
-        from opentelemetry.trace import SpanKind
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        parent = TraceContextTextMapPropagator().extract(_as_dict(carrier))
-        attributes: dict[str, Any] = {
-            **_STATIC,
-            FLAG_KEY: flag_key,
-            FLAG_VARIANT: decision.cohort.value,
-            FLAG_REASON: decision.reason.value,
-            FLAG_VERSION: decision.version,
-            RULE: decision.rule,
-        }
+        parent = _parent(carrier)
+        trace_id, parent_id = (parent[0], parent[1]) if parent else (os.urandom(16), b"")
+        if not self._sampled(trace_id, parent):
+            return
+        enc = self._encoder.attribute
+        attributes = [
+            enc(FLAG_KEY, flag_key),
+            enc(FLAG_VARIANT, decision.cohort.value),
+            enc(FLAG_REASON, decision.reason.value),
+            enc(FLAG_VERSION, decision.version),
+            enc(RULE, decision.rule),
+        ]
         if decision.bucket >= 0:
-            attributes[BUCKET] = decision.bucket
+            attributes.append(enc(BUCKET, decision.bucket))
         if context_id is not None:
-            attributes[FLAG_CONTEXT_ID] = context_id
+            attributes.append(enc(FLAG_CONTEXT_ID, context_id, cache=False))
         if decision.key_source:
-            attributes[KEY_HEADER] = decision.key_source
-        span = tracer.start_span(
-            SPAN_NAME,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            start_time=start_ns,
-        )
-        span.end(end_time=end_ns)
+            attributes.append(enc(KEY_HEADER, decision.key_source))
+        self._batcher.add(self._encoder.span(trace_id, parent_id, start_ns, end_ns, attributes))
+
+    def _sampled(self, trace_id: bytes, parent: tuple[bytes, bytes, bool] | None) -> bool:
+        if self._default_sampler:
+            return parent[2] if parent else True
+        from opentelemetry import trace
+
+        context = None
+        if parent:
+            flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if parent[2] else 0)
+            span_context = trace.SpanContext(
+                int.from_bytes(parent[0]), int.from_bytes(parent[1]), True, flags
+            )
+            context = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+        result = self._sampler.should_sample(context, int.from_bytes(trace_id), SPAN_NAME)
+        return bool(result.decision.is_sampled())
 
     def shutdown(self, timeout: float = 2.0) -> None:
-        """Flush what is queued and stop, waiting at most ``timeout`` seconds.
+        """Export what is queued and stop, waiting at most ``timeout`` seconds.
 
-        A slow or dead collector must not hold up a sidecar's exit: the flush
-        runs in a daemon thread that is abandoned after the deadline.
+        A slow or dead collector must not hold up a sidecar's exit: the export thread
+        is a daemon that is abandoned after the deadline.
         """
-        if self._provider is None:
-            return
-        flusher = threading.Thread(target=self._provider.shutdown, daemon=True)
-        flusher.start()
-        flusher.join(timeout)
-        if flusher.is_alive():
+        if self._batcher is not None and not self._batcher.shutdown(timeout):
             log.warning("tracing: spans still queued after %.1fs at shutdown, dropped", timeout)
+
+
+def _parent(
+    carrier: Sequence[tuple[str, str | bytes]] | Mapping[str, str],
+) -> tuple[bytes, bytes, bool] | None:
+    """(trace id, span id, sampled) from a W3C traceparent, or None if absent or invalid."""
+    value = _as_dict(carrier).get("traceparent", "")
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+        return None
+    try:
+        trace_id, span_id = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+        flags = int(parts[3][:2], 16)
+    except ValueError:
+        return None
+    if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
+        return None
+    return trace_id, span_id, bool(flags & 1)
 
 
 def _as_dict(carrier: Sequence[tuple[str, str | bytes]] | Mapping[str, str]) -> dict[str, str]:

@@ -1,0 +1,80 @@
+"""Hand-encoded OTLP spans decode, with the real opentelemetry-proto, to what was meant."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from extproc.otlp_spans import SpanEncoder, export_request, resource_bytes, scope_bytes
+from extproc.tracing import _parent
+
+TRACE = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
+PARENT = bytes.fromhex("00f067aa0ba902b7")
+
+
+def decode(spans: list[bytes]) -> ExportTraceServiceRequest:
+    body = export_request(
+        resource_bytes({"service.name": "svc"}), scope_bytes("extproc", "1"), spans
+    )
+    return ExportTraceServiceRequest.FromString(body)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    text=st.text(max_size=300),
+    number=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    start=st.integers(min_value=0, max_value=2**64 - 1),
+)
+def test_span_round_trip(text: str, number: int, start: int) -> None:
+    encoder = SpanEncoder("op/Name", 2, {"rpc.system": "grpc", "flag": True, "ratio": 0.5})
+    attrs = [encoder.attribute("s", text, cache=False), encoder.attribute("n", number)]
+    request = decode([encoder.span(TRACE, PARENT, start, start, attrs)])
+    (resource_spans,) = request.resource_spans
+    assert resource_spans.resource.attributes[0].value.string_value == "svc"
+    (scope_spans,) = resource_spans.scope_spans
+    assert (scope_spans.scope.name, scope_spans.scope.version) == ("extproc", "1")
+    (span,) = scope_spans.spans
+    assert (span.trace_id, span.parent_span_id, span.name, span.kind) == (
+        TRACE,
+        PARENT,
+        "op/Name",
+        2,
+    )
+    assert len(span.span_id) == 8 and span.start_time_unix_nano == start
+    got = {a.key: a.value for a in span.attributes}
+    assert got["rpc.system"].string_value == "grpc" and got["flag"].bool_value is True
+    assert got["ratio"].double_value == 0.5
+    assert got["s"].string_value == text and got["n"].int_value == number
+
+
+def test_root_span_has_no_parent_and_spans_get_distinct_ids() -> None:
+    encoder = SpanEncoder("op", 2, {})
+    request = decode([encoder.span(TRACE, b"", 1, 2, []) for _ in range(50)])
+    spans = request.resource_spans[0].scope_spans[0].spans
+    assert all(s.parent_span_id == b"" for s in spans)
+    assert len({s.span_id for s in spans}) == 50
+
+
+def test_traceparent_parsing() -> None:
+    good = f"00-{TRACE.hex()}-{PARENT.hex()}-01"
+    assert _parent([("traceparent", good)]) == (TRACE, PARENT, True)
+    assert _parent({"traceparent": good[:-2] + "00"}) == (TRACE, PARENT, False)
+    for bad in ("", "garbage", f"ff-{TRACE.hex()}-{PARENT.hex()}-01",
+                f"00-{'0' * 32}-{PARENT.hex()}-01", f"00-{TRACE.hex()}-xyz-01"):  # fmt: skip
+        assert _parent({"traceparent": bad}) is None
+
+
+def test_sampler_from_the_environment_is_honoured() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+
+    from extproc.tracing import DecisionTracer
+
+    parent_sampled, parent_dropped = (TRACE, PARENT, True), (TRACE, PARENT, False)
+    default = DecisionTracer(batcher=object(), sampler=ParentBased(ALWAYS_ON))
+    assert default._sampled(TRACE, None) and default._sampled(TRACE, parent_sampled)
+    assert not default._sampled(TRACE, parent_dropped)
+    off = DecisionTracer(batcher=object(), sampler=ALWAYS_OFF)
+    assert not off._sampled(TRACE, None) and not off._sampled(TRACE, parent_sampled)
+    root_off = DecisionTracer(batcher=object(), sampler=ParentBased(ALWAYS_OFF))
+    assert not root_off._sampled(TRACE, None) and root_off._sampled(TRACE, parent_sampled)
