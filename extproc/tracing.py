@@ -112,14 +112,14 @@ class DecisionTracer:
         decision: Decision,
         flag_key: str,
         context_id: str | None,
-        carrier: Sequence[tuple[str, str | bytes]] | Mapping[str, str],
+        traceparent: str | None,
         start_ns: int,
         end_ns: int,
     ) -> None:
-        """Queue the span of one decision; ``carrier`` holds the parent's traceparent."""
+        """Queue the span of one decision, a child of ``traceparent`` when it is valid."""
         if self._batcher is None:
             return
-        parent = _parent(carrier)
+        parent = parse_traceparent(traceparent)
         trace_id, parent_id = (parent[0], parent[1]) if parent else (os.urandom(16), b"")
         if not self._sampled(trace_id, parent):
             return
@@ -164,12 +164,26 @@ class DecisionTracer:
             log.warning("tracing: spans still queued after %.1fs at shutdown, dropped", timeout)
 
 
-def _parent(
-    carrier: Sequence[tuple[str, str | bytes]] | Mapping[str, str],
-) -> tuple[bytes, bytes, bool] | None:
+Carrier = Sequence[tuple[str, str | bytes]] | Mapping[str, str]
+
+
+def traceparent_of(carrier: Carrier) -> str | None:
+    """The ``traceparent`` value of gRPC metadata pairs or a header mapping."""
+    value: str | bytes | None
+    if isinstance(carrier, Mapping):
+        value = carrier.get("traceparent")
+    else:
+        value = next((v for k, v in carrier if k == "traceparent"), None)
+    return value if isinstance(value, str) else None
+
+
+def _parent(carrier: Carrier) -> tuple[bytes, bytes, bool] | None:
+    return parse_traceparent(traceparent_of(carrier))
+
+
+def parse_traceparent(value: str | None) -> tuple[bytes, bytes, bool] | None:
     """(trace id, span id, sampled) from a W3C traceparent, or None if absent or invalid."""
-    value = _as_dict(carrier).get("traceparent", "")
-    parts = value.strip().split("-")
+    parts = (value or "").strip().split("-")
     if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
         return None
     try:
@@ -180,16 +194,6 @@ def _parent(
     if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
         return None
     return trace_id, span_id, bool(flags & 1)
-
-
-def _as_dict(carrier: Sequence[tuple[str, str | bytes]] | Mapping[str, str]) -> dict[str, str]:
-    if isinstance(carrier, Mapping):
-        return dict(carrier)
-    out: dict[str, str] = {}
-    for key, value in carrier:
-        if key in ("traceparent", "tracestate") and isinstance(value, str):
-            out.setdefault(key, value)
-    return out
 
 
 def _service_from_env() -> dict[str, str]:

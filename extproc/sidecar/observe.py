@@ -8,16 +8,15 @@ and metrics never see the key at all.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from extproc.core.model import Decision
 from extproc.decision_log import DecisionLog
 from extproc.metrics import Metrics
 from extproc.privacy import IdHasher
-from extproc.tracing import DecisionTracer
+from extproc.tracing import Carrier, DecisionTracer, traceparent_of
 
-Carrier = Sequence[tuple[str, str | bytes]] | Mapping[str, str]
-TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
+TRACE_HEADERS = frozenset({"traceparent"})
 
 
 class DecisionObserver:
@@ -54,14 +53,12 @@ class DecisionObserver:
         key = headers.get(decision.key_source) if decision.key_source else None
         context_id = self.hasher.hash(key) if key is not None else None
         if self.tracer.enabled:
-            if not carrier or not any(k == "traceparent" for k, _ in _pairs(carrier)):
-                carrier = {k: v for k, v in headers.items() if k in TRACE_HEADERS}
+            # Envoy's context from the stream metadata, else the request's own header.
+            traceparent = (traceparent_of(carrier) if carrier else None) or headers.get(
+                "traceparent"
+            )
             end_ns = time.time_ns()
             self.tracer.record(
-                decision, flag_key, context_id, carrier, start_ns, max(end_ns, start_ns)
+                decision, flag_key, context_id, traceparent, start_ns, max(end_ns, start_ns)
             )
         self.decision_log.maybe_write(decision, flag_key, context_id)
-
-
-def _pairs(carrier: Carrier) -> Sequence[tuple[str, object]]:
-    return list(carrier.items()) if isinstance(carrier, Mapping) else carrier
