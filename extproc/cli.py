@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -18,6 +19,7 @@ from extproc.core.errors import RulesError
 from extproc.core.loader import load_rules, parse_rules
 from extproc.core.model import percent
 from extproc.core.yaml_source import compose, read_bytes
+from extproc.sidecar.worker_channel import WorkerChannel
 
 
 def _settings_epilog() -> str:
@@ -26,6 +28,7 @@ def _settings_epilog() -> str:
         S.LISTEN,
         S.METRICS,
         S.SERVER,
+        S.WORKERS,
         S.GRACE,
         S.POLL,
         S.LOOP,
@@ -48,13 +51,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--listen", default=S.env(S.LISTEN), help=S.LISTEN.help)
     p.add_argument("--metrics", default=S.env(S.METRICS), help=S.METRICS.help)
     p.add_argument("--state", default=S.env(S.STATE), help=S.STATE.help)
+    p.add_argument("--workers", default=S.env(S.WORKERS), help=S.WORKERS.help)
     p.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from extproc.sidecar.server import serve  # grpc is imported only to serve
-    from extproc.tracing import BrokenInstallError
-
     try:
         settings = S.validate(
             S.ServeSettings(
@@ -68,21 +69,40 @@ def _serve(args: argparse.Namespace) -> int:
                 decision_log_rate=S.fraction(S.DECISION_LOG.env, S.env(S.DECISION_LOG)),
                 server=S.env(S.SERVER),
                 state=args.state,
+                workers=S.workers_count(args.workers),
             )
         )
+        worker = WorkerChannel.from_env()
     except ValueError as exc:
         print(f"extproc serve: {exc}", file=sys.stderr)
         return 2
+    tag = f"worker {worker.index} " if worker is not None else ""
     logging.basicConfig(
         level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
     )
+    if settings.workers > 1:
+        from extproc.sidecar.workers import Supervisor  # imports no grpc: its workers do
+
+        return Supervisor(settings).run()
+    return _serve_one(settings, worker)
+
+
+def _serve_one(settings: S.ServeSettings, worker: WorkerChannel | None) -> int:
+    """One sidecar process: on its own, or worker ``worker.index`` of a supervisor."""
+    from extproc.sidecar.server import serve  # grpc is imported only to serve
+    from extproc.tracing import BrokenInstallError
+
+    started = None
+    if worker is not None:
+        settings = dataclasses.replace(settings, reuse_port=True)
+        started = worker.started
     try:
         if settings.loop == "uvloop":
             import uvloop
 
-            return uvloop.run(serve(settings))
-        return asyncio.run(serve(settings))
+            return uvloop.run(serve(settings, started))
+        return asyncio.run(serve(settings, started))
     except OSError as exc:  # a port in use, an unwritable unix socket path
         logging.getLogger("extproc").error("cannot start: %s", exc)
         return 1

@@ -121,3 +121,37 @@ class Metrics:
             self.rollout_revision.set(state.revision)
             self.rollout_phase.clear()
             self.rollout_phase.labels(state.phase.value).set(1)
+
+
+class SupervisorMetrics:
+    """The supervisor's own metrics (``extproc serve --workers N``), beside the workers'.
+
+    Its /metrics serves these plus every worker's sidecar metrics with a ``worker`` label
+    (see extproc/sidecar/worker_metrics.py).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.workers = Gauge(
+            "tts_canary_workers", "Worker processes configured (--workers).", registry=r
+        )
+        self.workers_up = Gauge(
+            "tts_canary_workers_up",
+            "Workers whose metrics answered this scrape (the others' samples are missing).",
+            registry=r,
+        )
+        self.restarts = Counter(
+            "tts_canary_worker_restarts_total",
+            "Workers started again after they exited unexpectedly.",
+            registry=r,
+        )
+
+    def record_workers(self, configured: int) -> None:
+        self.workers.set(configured)
+
+    def record_scrape(self, answered: int) -> None:
+        self.workers_up.set(answered)
+
+    def record_restart(self) -> None:
+        self.restarts.inc()

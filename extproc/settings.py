@@ -36,6 +36,12 @@ DECISION_LOG = Setting(
     "EXTPROC_DECISION_LOG_RATE", "0", "fraction 0..1 of decisions logged as JSON lines"
 )
 LOG_LEVEL = Setting("EXTPROC_LOG_LEVEL", "info", "debug, info, warning or error")
+WORKERS = Setting(
+    "EXTPROC_WORKERS",
+    "1",
+    "worker processes sharing the --listen port (SO_REUSEPORT), 1..64; 1 = one process",
+)
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,9 @@ class ServeSettings:
     decision_log_rate: float = 0.0
     state: str = ""
     server: str = "h2"
+    workers: int = 1
+    #: Set for a worker of ``--workers N``: bind the shared port with SO_REUSEPORT.
+    reuse_port: bool = False
 
 
 def env(setting: Setting) -> str:
@@ -85,6 +94,7 @@ def validate(settings: ServeSettings) -> ServeSettings:
         _check_address(f"--listen (or {LISTEN.env})", settings.listen)
     if settings.metrics:
         _check_address(f"--metrics (or {METRICS.env})", settings.metrics)
+    _check_workers(settings)
     if settings.state:
         from extproc.rollout.store_url import parse_store_url  # it imports this module
 
@@ -93,6 +103,38 @@ def validate(settings: ServeSettings) -> ServeSettings:
         except ValueError as exc:
             raise ValueError(f"--state (or {STATE.env}): {exc}") from None
     return settings
+
+
+def workers_count(text: str) -> int:
+    """Parse the worker count (1..MAX_WORKERS) or raise ValueError naming the setting."""
+    name = f"--workers (or {WORKERS.env})"
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"{name}: {value} is not within 1..{MAX_WORKERS}")
+    return value
+
+
+def _check_workers(settings: ServeSettings) -> None:
+    """Several workers share one TCP port: a unix socket or port 0 cannot be shared."""
+    name = f"--workers (or {WORKERS.env})"
+    if not 1 <= settings.workers <= MAX_WORKERS:
+        raise ValueError(f"{name}: {settings.workers} is not within 1..{MAX_WORKERS}")
+    if settings.workers == 1:
+        return
+    listen = f"--listen (or {LISTEN.env})"
+    if settings.listen.startswith("unix:"):
+        raise ValueError(
+            f"{name}: {settings.workers} workers need a TCP host:port to share,"
+            f" {listen} is {settings.listen!r}"
+        )
+    if split_host_port(settings.listen)[1] == 0:
+        raise ValueError(
+            f"{name}: {settings.workers} workers need a fixed port to share,"
+            f" {listen} is {settings.listen!r} (port 0)"
+        )
 
 
 def _check_address(name: str, address: str) -> None:

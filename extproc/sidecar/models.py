@@ -70,15 +70,21 @@ class GrpcModel:
 
     def __init__(self, processor: CohortProcessor, health: HealthState) -> None:
         self._health = health
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        process = grpc.stream_stream_rpc_method_handler(processor.process)
+        self._processor = processor
+        self.server: grpc.aio.Server | None = None
+
+    def _build(self, reuse_port: bool) -> grpc.aio.Server:
+        # grpc sets SO_REUSEPORT by default; only the workers of --workers N share a port.
+        server = grpc.aio.server(options=[("grpc.so_reuseport", int(reuse_port))])
+        process = grpc.stream_stream_rpc_method_handler(self._processor.process)
         check = grpc.unary_unary_rpc_method_handler(self._check)
-        self.server.add_generic_rpc_handlers(
+        server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(EXT_PROC_SERVICE, {"Process": process}),
                 grpc.method_handlers_generic_handler("grpc.health.v1.Health", {"Check": check}),
             )
         )
+        return server
 
     async def _check(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
@@ -88,6 +94,7 @@ class GrpcModel:
             raise  # unreachable: abort raises
 
     async def start(self, address: str, *, reuse_port: bool = False) -> int:
+        self.server = self._build(reuse_port)
         try:
             port = self.server.add_insecure_port(address)
         except RuntimeError as exc:  # grpc reports a failed bind this way
@@ -96,4 +103,5 @@ class GrpcModel:
         return port
 
     async def stop(self, grace: float) -> None:
-        await self.server.stop(grace)
+        if self.server is not None:
+            await self.server.stop(grace)

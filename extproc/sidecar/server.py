@@ -11,7 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,7 @@ class Running:
     holder: RulesHolder
     metrics: Metrics
     health: HealthState
+    metrics_port: int = 0  # the bound /metrics port (0 when metrics are off)
 
 
 def _apply(running: Running, outcome: str, what: str = "rules") -> None:
@@ -85,7 +86,7 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
         if settings.server == "grpc"
         else h2_model(processor, health, tracing=tracer.enabled)
     )
-    port = await server.start(settings.listen)
+    port = await server.start(settings.listen, reuse_port=settings.reuse_port)
     running = Running(server, port, holder, metrics, health)
     # Baseline before the first load: a change racing with start-up is still seen.
     detector = ChangeDetector(holder.path)
@@ -97,6 +98,7 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     if settings.metrics:
         host, mport = split_host_port(settings.metrics)
         http, _ = start_http_server(mport, host, registry=metrics.registry)
+        running.metrics_port = int(http.server_port)
     log.info(
         "serving ext_proc (%s) on %s (port %d), metrics on %s",
         settings.server,
@@ -127,15 +129,22 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
         log.info("stopped")
 
 
-async def serve(settings: ServeSettings) -> int:
-    """Run until SIGTERM or SIGINT, then drain and return 0."""
+async def serve(
+    settings: ServeSettings, started: Callable[[Running, asyncio.Event], None] | None = None
+) -> int:
+    """Run until SIGTERM or SIGINT, then drain and return 0.
+
+    ``started(running, stop)`` is called once serving (a worker of ``--workers N`` reports
+    to its supervisor there, and may set ``stop`` itself)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with run_server(settings):
+        async with run_server(settings) as running:
+            if started is not None:
+                started(running, stop)
             await stop.wait()
             log.info("signal received: draining for up to %ss", settings.grace_seconds)
     finally:
