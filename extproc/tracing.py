@@ -21,7 +21,8 @@ from typing import Any
 
 from extproc import __version__
 from extproc.core.model import Decision
-from extproc.otlp_spans import SpanEncoder, resource_bytes, scope_bytes
+from extproc.otlp_spans import SpanEncoder, new_trace_id, resource_bytes, scope_bytes
+from extproc.privacy import HASH_DIGITS
 from extproc.span_export import SpanBatcher, bytes_exporter
 
 log = logging.getLogger("extproc.tracing")
@@ -39,6 +40,7 @@ BUCKET = "tts_canary.bucket"
 KEY_HEADER = "tts_canary.key_header"
 PROVIDER = "tts-canary-extproc"
 _KIND_SERVER = 2  # OTLP Span.SpanKind SPAN_KIND_SERVER
+_DECISION_CACHE_LIMIT = 32768
 _STATIC = {
     "rpc.system": "grpc",
     "rpc.service": "envoy.service.ext_proc.v3.ExternalProcessor",
@@ -86,6 +88,8 @@ class DecisionTracer:
             "ParentBased{root:AlwaysOnSampler"
         )
         self._encoder = SpanEncoder(SPAN_NAME, _KIND_SERVER, _STATIC)
+        self._context_id_prefix = self._encoder.string_prefix(FLAG_CONTEXT_ID, HASH_DIGITS)
+        self._decision_attributes: dict[tuple[object, ...], bytes] = {}
         self.enabled = batcher is not None
 
     @classmethod
@@ -120,11 +124,35 @@ class DecisionTracer:
         if self._batcher is None:
             return
         parent = parse_traceparent(traceparent)
-        trace_id, parent_id = (parent[0], parent[1]) if parent else (os.urandom(16), b"")
+        trace_id, parent_id = (parent[0], parent[1]) if parent else (new_trace_id(), b"")
         if not self._sampled(trace_id, parent):
             return
+        # A plain tuple: hashing the Decision itself runs Python-level dataclass and Enum code.
+        memo_key = (
+            decision.cohort._value_,
+            decision.reason._value_,
+            decision.rule,
+            decision.bucket,
+            decision.version,
+            decision.key_source,
+            flag_key,
+        )
+        attributes = self._decision_attributes.get(memo_key)
+        if attributes is None:
+            attributes = self._encode_decision(decision, flag_key)
+            if len(self._decision_attributes) >= _DECISION_CACHE_LIMIT:
+                self._decision_attributes.clear()
+            self._decision_attributes[memo_key] = attributes
+        parts: tuple[bytes, ...] = (attributes,)
+        if context_id is not None:  # always HASH_DIGITS hex digits (privacy.IdHasher)
+            parts = (attributes, self._context_id_prefix, context_id.encode())
+        self._batcher.add(self._encoder.span(trace_id, parent_id, start_ns, end_ns, parts))
+
+    def _encode_decision(self, decision: Decision, flag_key: str) -> bytes:
+        """The attributes a decision determines (``record`` keeps them per distinct decision:
+        they repeat, cohort x reason x rule x bucket x version; bounded like the answer cache)."""
         enc = self._encoder.attribute
-        attributes = [
+        parts = [
             enc(FLAG_KEY, flag_key),
             enc(FLAG_VARIANT, decision.cohort.value),
             enc(FLAG_REASON, decision.reason.value),
@@ -132,12 +160,10 @@ class DecisionTracer:
             enc(RULE, decision.rule),
         ]
         if decision.bucket >= 0:
-            attributes.append(enc(BUCKET, decision.bucket))
-        if context_id is not None:
-            attributes.append(enc(FLAG_CONTEXT_ID, context_id, cache=False))
+            parts.append(enc(BUCKET, decision.bucket, cache=False))
         if decision.key_source:
-            attributes.append(enc(KEY_HEADER, decision.key_source))
-        self._batcher.add(self._encoder.span(trace_id, parent_id, start_ns, end_ns, attributes))
+            parts.append(enc(KEY_HEADER, decision.key_source))
+        return b"".join(parts)
 
     def _sampled(self, trace_id: bytes, parent: tuple[bytes, bytes, bool] | None) -> bool:
         if self._default_sampler:
@@ -169,12 +195,13 @@ Carrier = Sequence[tuple[str, str | bytes]] | Mapping[str, str]
 
 def traceparent_of(carrier: Carrier) -> str | None:
     """The ``traceparent`` value of gRPC metadata pairs or a header mapping."""
-    value: str | bytes | None
     if isinstance(carrier, Mapping):
         value = carrier.get("traceparent")
-    else:
-        value = next((v for k, v in carrier if k == "traceparent"), None)
-    return value if isinstance(value, str) else None
+        return value if isinstance(value, str) else None
+    for key, item in carrier:
+        if key == "traceparent":
+            return item if isinstance(item, str) else None
+    return None
 
 
 def _parent(carrier: Carrier) -> tuple[bytes, bytes, bool] | None:
@@ -183,7 +210,18 @@ def _parent(carrier: Carrier) -> tuple[bytes, bytes, bool] | None:
 
 def parse_traceparent(value: str | None) -> tuple[bytes, bytes, bool] | None:
     """(trace id, span id, sampled) from a W3C traceparent, or None if absent or invalid."""
-    parts = (value or "").strip().split("-")
+    if value is None:
+        return None
+    if len(value) == 55 and value[:3] == "00-" and value[35] == "-" and value[52] == "-":
+        try:  # the usual form, as Envoy sends it: version 00, no extra fields
+            trace_id, span_id = bytes.fromhex(value[3:35]), bytes.fromhex(value[36:52])
+            flags = int(value[53:], 16)
+        except ValueError:
+            return None
+        if not any(trace_id) or not any(span_id):
+            return None
+        return trace_id, span_id, bool(flags & 1)
+    parts = value.strip().split("-")
     if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
         return None
     try:

@@ -17,6 +17,8 @@ error (a tool missing, a process that did not start).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -29,11 +31,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from extproc.stack.processes import NotReadyError
+from extproc.stack.processes import NotReadyError, free_port
 from extproc.stack.stack import DEFAULT_RULES, find_envoy
 from loadtest import document, loads, procstat, report, soak
 from loadtest.rounds import Context, log, run_setup
-from loadtest.setups import SETUPS, BenchPorts, Pinning, ProcessorOptions, Upstream
+from loadtest.setups import (
+    SETUPS,
+    BenchPorts,
+    OtlpSink,
+    Pinning,
+    ProcessorOptions,
+    Upstream,
+)
 from loadtest.tools import ToolError, ensure_wrk, tool_version
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
@@ -207,7 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ports, run_dir = BenchPorts.free(), out / "logs"
         run_dir.mkdir(exist_ok=True)
         log(f"out dir {out}; pinning {pinning.describe()}")
-        with Upstream(ports, run_dir, pinning) as upstream:
+        with contextlib.ExitStack() as stack:
+            upstream = stack.enter_context(Upstream(ports, run_dir, pinning))
+            if "traced" in args.setups and args.soak is None:
+                sink = stack.enter_context(OtlpSink(free_port(), run_dir, pinning))
+                options = dataclasses.replace(options, otlp_endpoint=sink.endpoint)
             ctx = Context(ports, run_dir, out, pinning, options, upstream, wrk, meta)
             if args.soak is not None:
                 return soak_mode(args, ctx)

@@ -13,7 +13,10 @@ How to read it: every figure is the median over rounds; ratios and added latenci
 computed inside each round (the setups of a round ran back to back on the same ports) and
 then the median is taken. *native* is Envoy routing by weighted clusters (no processor),
 *naive* is Envoy + loadtest/naive_processor.py (a plain grpc.aio servicer), *sidecar* is
-Envoy + `extproc serve` with examples/rules.yaml. The upstreams answer instantly (a second
+Envoy + `extproc serve` with examples/rules.yaml (tracing off, metrics on: the defaults),
+*traced* the same with a decision span per request at 100 % sampling exported over
+OTLP/gRPC to a collector that discards (loadtest/otlp_sink.py, on the load CPUs; Envoy's own
+tracer off). The upstreams answer instantly (a second
 Envoy with direct responses), so only routing is measured. CPU per request is utime + stime
 from /proc over the window divided by the requests Envoy completed. Latency is open-loop,
 measured from each request's scheduled send time. Absolute figures depend on the machine;
@@ -34,6 +37,13 @@ def _windows(rounds: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, Mappin
                 sub = {k[len(prefix) :]: v for k, v in figures.items() if k.startswith(prefix)}
                 out.append((setup, f"round {rnd['round']} {window}", sub))
     return out
+
+
+def tracing_section(comp: Mapping[str, float]) -> list[str]:
+    table = report.tracing_table(comp)
+    if not table:
+        return []
+    return ["## Tracing cost (traced vs sidecar, same round)", "", *table, ""]
 
 
 def conditions(result: Mapping[str, Any]) -> list[str]:
@@ -94,6 +104,7 @@ def render(result: Mapping[str, Any]) -> str:
         "",
         *report.latency_table(med, comp),
         "",
+        *tracing_section(comp),
         "## Targets (DESIGN.md, read as same-run ratios)",
         "",
         *report.targets_table(result["targets"]),

@@ -18,6 +18,8 @@ from typing import Any
 
 Figures = Mapping[str, float]
 Round = Mapping[str, Any]
+#: Column / row order of the setups in the tables.
+SETUP_ORDER = ("native", "naive", "sidecar", "traced")
 
 
 def median(values: Iterable[float | None]) -> float:
@@ -78,9 +80,34 @@ def comparison(rounds: Sequence[Round]) -> dict[str, float]:
     ratio("saturation.envoy_cpu_us_per_req", "sidecar", "native")
     for window in rate_windows(rounds):
         ratio(f"{window}.processor_cpu_us_per_req", "sidecar", "naive")
-        for setup in ("naive", "sidecar"):
+        for setup in ("naive", "sidecar", "traced"):
             for figure in ("p50_ms", "p99_ms", "p999_ms"):
                 added(f"{window}.{figure}", setup)
+    out.update(tracing_cost(rounds, present))
+    return out
+
+
+def tracing_cost(rounds: Sequence[Round], present: set[str]) -> dict[str, float]:
+    """What decision spans at 100 % sampling cost: ``traced`` against ``sidecar`` (tracing
+    off) in the same round: saturation throughput loss (%), added processor CPU per decision
+    (µs) and added p50 / p99 (ms) at each fixed rate."""
+    if not {"sidecar", "traced"} <= present:
+        return {}
+
+    def diff(key: str) -> float:
+        return _paired(rounds, lambda s: s["traced"][key] - s["sidecar"][key])
+
+    out = {
+        "tracing.saturation_loss_pct": _paired(
+            rounds,
+            lambda s: 100 * (1 - s["traced"]["saturation.rps"] / s["sidecar"]["saturation.rps"]),
+        ),
+        "tracing.saturation.processor_cpu_us_per_req": diff("saturation.processor_cpu_us_per_req"),
+        "tracing.saturation.envoy_cpu_us_per_req": diff("saturation.envoy_cpu_us_per_req"),
+    }
+    for window in rate_windows(rounds):
+        for figure in ("p50_ms", "p99_ms"):
+            out[f"tracing.{window}.{figure}"] = diff(f"{window}.{figure}")
     return out
 
 
@@ -97,6 +124,8 @@ def targets(comp: Mapping[str, float], med: Mapping[str, Figures]) -> list[dict[
         ("added p99 at 1000 req/s <= +2 ms", "<=", 2.0,
          comp.get("rate_1000.p99_ms.sidecar-native")),
         ("sidecar resident memory <= 80 MB", "<=", 80.0, sidecar.get("processor_rss_mb")),
+        ("tracing at 100 % sampling: saturation loss <= 15 %", "<=", 15.0,
+         comp.get("tracing.saturation_loss_pct")),
     ]  # fmt: skip
     out = []
     for name, op, limit, value in rows:
@@ -119,7 +148,7 @@ def _row(cells: Sequence[str]) -> str:
 
 
 def saturation_table(med: Mapping[str, Figures], comp: Mapping[str, float]) -> list[str]:
-    setups = [s for s in ("native", "naive", "sidecar") if s in med]
+    setups = [s for s in SETUP_ORDER if s in med]
     lines = [_row(["median of rounds", *setups, "sidecar ÷ native", "sidecar ÷ naive"])]
     lines.append(_row(["---"] * (len(setups) + 3)))
     rows = [
@@ -160,7 +189,7 @@ def latency_table(med: Mapping[str, Figures], comp: Mapping[str, float]) -> list
         key=lambda k: int(k[5:]),
     )
     for window in windows:
-        for setup in ("native", "naive", "sidecar"):
+        for setup in SETUP_ORDER:
             f = med.get(setup)
             if f is None or f"{window}.p50_ms" not in f:
                 continue
@@ -173,6 +202,28 @@ def latency_table(med: Mapping[str, Figures], comp: Mapping[str, float]) -> list
             cells += [fmt(f.get(f"{window}.decided"), 3)]
             cells += [fmt(f.get(f"{window}.send_lag_p99_ms"), 2)]
             lines.append(_row(cells))
+    return lines
+
+
+def tracing_table(comp: Mapping[str, float]) -> list[str]:
+    """Tracing at 100 % sampling (``traced``) against tracing off (``sidecar``), same round."""
+    if "tracing.saturation_loss_pct" not in comp:
+        return []
+    lines = [_row(["traced minus sidecar (median of same-round differences)", "value"])]
+    lines.append(_row(["---", "---"]))
+    lines.append(
+        _row(["saturation throughput loss, %", fmt(comp["tracing.saturation_loss_pct"], 1)])
+    )
+    for key, label in (
+        ("tracing.saturation.processor_cpu_us_per_req", "sidecar CPU per decision, µs"),
+        ("tracing.saturation.envoy_cpu_us_per_req", "Envoy CPU per request, µs"),
+    ):
+        lines.append(_row([label, f"{comp[key]:+.1f}" if math.isfinite(comp[key]) else "n/a"]))
+    for key in sorted(k for k in comp if k.startswith("tracing.rate_")):
+        _, window, figure = key.split(".")
+        label = f"{figure.replace('_ms', '')} at {window[5:]} req/s, ms"
+        value = comp[key]
+        lines.append(_row([label, f"{value:+.2f}" if math.isfinite(value) else "n/a"]))
     return lines
 
 

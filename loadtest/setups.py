@@ -3,6 +3,9 @@
 - ``native``: Envoy alone, weighted clusters 90/10 (see envoy_configs.native_routing).
 - ``naive``: Envoy + loadtest/naive_processor.py (share 10 %), the shipped config.
 - ``sidecar``: Envoy + ``python -m extproc serve`` with examples/rules.yaml, the shipped config.
+- ``traced``: the sidecar setup with decision spans at 100 % sampling, exported over OTLP/gRPC
+  to :class:`OtlpSink` (a collector that accepts and discards, on the load CPUs); Envoy's own
+  tracer stays off, so the difference to ``sidecar`` is the sidecar's tracing cost.
 
 All three run without the ingress access log. The upstream is :class:`Upstream`, one instant
 Envoy shared by every setup of a run. :class:`SystemUnderTest` starts the processor (if any)
@@ -49,7 +52,8 @@ from extproc.stack.stack import (
 from loadtest import envoy_configs
 from loadtest.tools import pinned
 
-SETUPS = ("native", "naive", "sidecar")
+SETUPS = ("native", "naive", "sidecar", "traced")
+PROCESSORS = {"naive", "sidecar", "traced"}
 READY_TIMEOUT = 30.0
 NAIVE_SHARE_PERCENT = "10"
 
@@ -98,6 +102,14 @@ class ProcessorOptions:
     rules: Path = DEFAULT_RULES
     extra_args: Sequence[str] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: OTLP/gRPC endpoint of the ``traced`` setup (``http://host:port``), from :class:`OtlpSink`.
+    otlp_endpoint: str = ""
+
+
+def tracing_env(endpoint: str) -> dict[str, str]:
+    """Decision spans at 100 % sampling (the SDK default, parent-based always-on) to
+    ``endpoint``, plaintext."""
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true"}
 
 
 def processor_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -152,6 +164,35 @@ class Upstream:
         self.process.stop()
 
 
+class OtlpSink:
+    """The OTLP/gRPC collector of the ``traced`` setup (loadtest/otlp_sink.py), pinned to the
+    load CPUs; a context manager."""
+
+    def __init__(self, port: int, run_dir: Path, pinning: Pinning) -> None:
+        self.endpoint = f"http://{HOST}:{port}"
+        self.port = port
+        argv = [sys.executable, "-m", "loadtest.otlp_sink", "--listen", f"{HOST}:{port}"]
+        env = processor_env({})
+        self.process = ManagedProcess(
+            "otlp-sink", pinned(argv, pinning.load), run_dir / "otlp-sink.log", env=env,
+            cwd=REPO_ROOT,
+        )  # fmt: skip
+
+    def __enter__(self) -> Self:
+        self.process.start()
+        try:
+            wait_for_port(HOST, self.port, READY_TIMEOUT, self.process)
+        except BaseException:
+            self.process.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.process.stop()
+
+
 class SystemUnderTest:
     """Envoy (+ processor) of one setup; a context manager that always stops both."""
 
@@ -179,9 +220,13 @@ class SystemUnderTest:
             run_dir / f"envoy-{setup}.log",
         )
         self.processor: ManagedProcess | None = None
-        if setup != "native":
+        if setup in PROCESSORS:
             argv = pinned(self._processor_argv(options), pinning.sut)
             env = processor_env(options.extra_env)
+            if setup == "traced":
+                if not options.otlp_endpoint:
+                    raise ValueError("the traced setup needs an OTLP endpoint (OtlpSink)")
+                env.update(tracing_env(options.otlp_endpoint))
             log = run_dir / f"{setup}.log"
             self.processor = ManagedProcess(setup, argv, log, env=env, cwd=REPO_ROOT)
         self._stack = contextlib.ExitStack()

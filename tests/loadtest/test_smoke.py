@@ -1,7 +1,7 @@
 """The load-test harness end to end in quick mode, plus the two claims its figures rest on.
 
 No timing assertions about the stack: the figures depend on the machine. The checks are that
-the harness runs, that every figure exists for all three setups, that every request of every
+the harness runs, that every figure exists for all four setups, that every request of every
 window was answered 200 and routed by cohort, that the native reference is a valid Envoy
 config without ext_proc, and that the open-loop client charges a server stall to every
 request scheduled during it (no coordinated omission).
@@ -47,13 +47,14 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-4000:]
     assert (out / "results.md").read_text().startswith("# Load-test results")
     result: dict[str, Any] = json.loads((out / "results.json").read_text())
+    result["test_out_dir"] = str(out)
     return result
 
 
 @pytest.mark.timeout(180)
 def test_quick_run_has_every_figure_and_only_200s(quick_run: dict[str, Any]) -> None:
     (only_round,) = quick_run["rounds"]
-    assert set(only_round["setups"]) == {"native", "naive", "sidecar"}
+    assert set(only_round["setups"]) == {"native", "naive", "sidecar", "traced"}
     for setup, figures in only_round["setups"].items():
         expected = {f"saturation.{k}" for k in COMMON | SATURATION}
         expected |= {f"rate_200.{k}" for k in COMMON | OPEN_LOOP}
@@ -70,10 +71,20 @@ def test_quick_run_has_every_figure_and_only_200s(quick_run: dict[str, Any]) -> 
             assert 0.02 < figures[f"{window}.v2_share"] < 0.3, (setup, window)  # routed by cohort
             if setup != "native":  # the processor was on the path (it may fail open at times)
                 assert figures[f"{window}.decided"] > 0.5, (setup, window)
-    assert set(quick_run["medians"]) == {"native", "naive", "sidecar"}
-    assert "saturation.rps.sidecar/native" in quick_run["comparison"]
-    assert "rate_200.p99_ms.sidecar-native" in quick_run["comparison"]
-    assert len(quick_run["targets"]) == 6  # rate 1000 was not measured: two are None
+    assert set(quick_run["medians"]) == {"native", "naive", "sidecar", "traced"}
+    comparison = quick_run["comparison"]
+    assert "saturation.rps.sidecar/native" in comparison
+    assert "rate_200.p99_ms.sidecar-native" in comparison
+    assert math.isfinite(comparison["tracing.saturation_loss_pct"])
+    assert math.isfinite(comparison["tracing.saturation.processor_cpu_us_per_req"])
+    assert len(quick_run["targets"]) == 7  # rate 1000 was not measured: two are None
+
+
+def test_traced_setup_exported_its_spans_to_the_sink(quick_run: dict[str, Any]) -> None:
+    """The traced setup really traced: the sink received Export calls (its log at exit)."""
+    log = Path(quick_run["test_out_dir"]) / "logs" / "otlp-sink.log"
+    calls = int(log.read_text().split("otlp sink: ")[1].split(" export calls")[0])
+    assert calls > 0
 
 
 def test_native_reference_is_valid_and_has_no_ext_proc(tmp_path: Path) -> None:

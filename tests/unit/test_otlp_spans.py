@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -78,3 +79,41 @@ def test_sampler_from_the_environment_is_honoured() -> None:
     assert not off._sampled(TRACE, None) and not off._sampled(TRACE, parent_sampled)
     root_off = DecisionTracer(batcher=object(), sampler=ParentBased(ALWAYS_OFF))
     assert not root_off._sampled(TRACE, None) and root_off._sampled(TRACE, parent_sampled)
+
+
+def test_fixed_length_string_attribute_from_its_prefix() -> None:
+    encoder = SpanEncoder("op", 2, {})
+    prefix = encoder.string_prefix("feature_flag.context.id", 16)
+    value = "0123456789abcdef"
+    assert prefix + value.encode() == encoder.attribute("feature_flag.context.id", value, False)
+    request = decode([encoder.span(TRACE, PARENT, 1, 2, [prefix, value.encode()])])
+    (attribute,) = request.resource_spans[0].scope_spans[0].spans[0].attributes
+    assert (attribute.key, attribute.value.string_value) == ("feature_flag.context.id", value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    trace=st.binary(min_size=16, max_size=16),
+    span=st.binary(min_size=8, max_size=8),
+    flags=st.integers(min_value=0, max_value=255),
+)
+def test_traceparent_fast_path_agrees_with_the_general_parser(
+    trace: bytes, span: bytes, flags: int
+) -> None:
+    from extproc.tracing import parse_traceparent
+
+    value = f"00-{trace.hex()}-{span.hex()}-{flags:02x}"
+    expected = (trace, span, bool(flags & 1)) if any(trace) and any(span) else None
+    assert parse_traceparent(value) == expected
+    # the same value in a form the fast path does not take (surrounding blanks)
+    assert parse_traceparent(f" {value} ") == expected
+
+
+def test_span_and_trace_ids_are_random_and_never_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    from extproc import otlp_spans
+
+    draws = iter([0, 0, 7])
+    monkeypatch.setattr(otlp_spans.random, "getrandbits", lambda bits: next(draws))
+    assert otlp_spans.new_span_id() == (7).to_bytes(8)
+    draws = iter([0, 5])
+    assert otlp_spans.new_trace_id() == (5).to_bytes(16)
