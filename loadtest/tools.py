@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 APT_TIMEOUT_SECONDS = 600
-APT_PACKAGES = {"wrk": "wrk"}
+APT_PACKAGES = {"wrk": "wrk", "h2load": "nghttp2-client"}
 
 
 class ToolError(RuntimeError):
