@@ -36,6 +36,7 @@ from extproc.stack.stack import DEFAULT_RULES, find_envoy
 from loadtest import document, loads, procstat, report, soak
 from loadtest.rounds import Context, log, run_setup
 from loadtest.setups import (
+    DEFAULT_SETUPS,
     SETUPS,
     BenchPorts,
     OtlpSink,
@@ -74,7 +75,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--max-send-lag", type=float, default=1.0,
         help="open-loop client send lag p99 (ms) above which a window is disturbed (default 1)",
     )  # fmt: skip
-    p.add_argument("--setups", default=",".join(SETUPS), help="subset of %(default)s")
+    p.add_argument(
+        "--setups", default=",".join(DEFAULT_SETUPS),
+        help=f"comma-separated, from {','.join(SETUPS)} (default %(default)s)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="output directory (default: a new temp dir)")
     p.add_argument("--no-results-md", action="store_true", help="do not write loadtest/RESULTS.md")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")

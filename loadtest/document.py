@@ -16,7 +16,7 @@ then the median is taken. *native* is Envoy routing by weighted clusters (no pro
 Envoy + `extproc serve` with examples/rules.yaml (tracing off, metrics on: the defaults),
 *traced* the same with a decision span per request at 100 % sampling exported over
 OTLP/gRPC to a collector that discards (loadtest/otlp_sink.py, on the load CPUs; Envoy's own
-tracer off). The upstreams answer instantly (a second
+tracer off), and *bare* (when run) the sidecar with metrics and tracing both off. The upstreams answer instantly (a second
 Envoy with direct responses), so only routing is measured. CPU per request is utime + stime
 from /proc over the window divided by the requests Envoy completed. Latency is open-loop,
 measured from each request's scheduled send time. Absolute figures depend on the machine;

@@ -19,7 +19,7 @@ from typing import Any
 Figures = Mapping[str, float]
 Round = Mapping[str, Any]
 #: Column / row order of the setups in the tables.
-SETUP_ORDER = ("native", "naive", "sidecar", "traced")
+SETUP_ORDER = ("native", "naive", "sidecar", "traced", "bare")
 
 
 def median(values: Iterable[float | None]) -> float:
@@ -108,6 +108,11 @@ def tracing_cost(rounds: Sequence[Round], present: set[str]) -> dict[str, float]
     for window in rate_windows(rounds):
         for figure in ("p50_ms", "p99_ms"):
             out[f"tracing.{window}.{figure}"] = diff(f"{window}.{figure}")
+    if "bare" in present:  # tracing and metrics on, against both off
+        out["tracing.saturation_loss_vs_bare_pct"] = _paired(
+            rounds,
+            lambda s: 100 * (1 - s["traced"]["saturation.rps"] / s["bare"]["saturation.rps"]),
+        )
     return out
 
 
@@ -126,6 +131,8 @@ def targets(comp: Mapping[str, float], med: Mapping[str, Figures]) -> list[dict[
         ("sidecar resident memory <= 80 MB", "<=", 80.0, sidecar.get("processor_rss_mb")),
         ("tracing at 100 % sampling: saturation loss <= 15 %", "<=", 15.0,
          comp.get("tracing.saturation_loss_pct")),
+        ("tracing + metrics on vs both off (bare): saturation loss <= 15 %", "<=", 15.0,
+         comp.get("tracing.saturation_loss_vs_bare_pct")),
     ]  # fmt: skip
     out = []
     for name, op, limit, value in rows:
@@ -214,6 +221,9 @@ def tracing_table(comp: Mapping[str, float]) -> list[str]:
     lines.append(
         _row(["saturation throughput loss, %", fmt(comp["tracing.saturation_loss_pct"], 1)])
     )
+    if "tracing.saturation_loss_vs_bare_pct" in comp:
+        loss = fmt(comp["tracing.saturation_loss_vs_bare_pct"], 1)
+        lines.append(_row(["saturation loss against bare (metrics and tracing off), %", loss]))
     for key, label in (
         ("tracing.saturation.processor_cpu_us_per_req", "sidecar CPU per decision, µs"),
         ("tracing.saturation.envoy_cpu_us_per_req", "Envoy CPU per request, µs"),

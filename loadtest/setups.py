@@ -6,6 +6,8 @@
 - ``traced``: the sidecar setup with decision spans at 100 % sampling, exported over OTLP/gRPC
   to :class:`OtlpSink` (a collector that accepts and discards, on the load CPUs); Envoy's own
   tracer stays off, so the difference to ``sidecar`` is the sidecar's tracing cost.
+- ``bare`` (only when asked for): the sidecar setup with metrics off (``--metrics ''``: no
+  endpoint, no counting) and tracing off, the reference for "tracing and metrics on".
 
 All three run without the ingress access log. The upstream is :class:`Upstream`, one instant
 Envoy shared by every setup of a run. :class:`SystemUnderTest` starts the processor (if any)
@@ -52,8 +54,9 @@ from extproc.stack.stack import (
 from loadtest import envoy_configs
 from loadtest.tools import pinned
 
-SETUPS = ("native", "naive", "sidecar", "traced")
-PROCESSORS = {"naive", "sidecar", "traced"}
+SETUPS = ("native", "naive", "sidecar", "traced", "bare")
+DEFAULT_SETUPS = ("native", "naive", "sidecar", "traced")
+PROCESSORS = {"naive", "sidecar", "traced", "bare"}
 READY_TIMEOUT = 30.0
 NAIVE_SHARE_PERCENT = "10"
 
@@ -236,7 +239,7 @@ class SystemUnderTest:
         if self.setup == "naive":
             return [sys.executable, str(NAIVE_PROCESSOR), "--listen", listen, "--share",
                     NAIVE_SHARE_PERCENT]  # fmt: skip
-        metrics = f"{HOST}:{self.ports.metrics}"
+        metrics = "" if self.setup == "bare" else f"{HOST}:{self.ports.metrics}"
         serve = ["serve", "--rules", str(options.rules), "--listen", listen, "--metrics", metrics]
         return [sys.executable, "-m", "extproc", *serve, *options.extra_args]
 

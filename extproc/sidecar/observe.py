@@ -28,8 +28,11 @@ class DecisionObserver:
         tracer: DecisionTracer | None = None,
         hasher: IdHasher | None = None,
         decision_log: DecisionLog | None = None,
+        record_decisions: bool = True,
     ) -> None:
         self.metrics = metrics
+        #: False when metrics are off (``--metrics ''``): decisions are not counted.
+        self.record_decisions = record_decisions
         self.tracer = tracer or DecisionTracer()
         self.decision_log = decision_log or DecisionLog(0.0)
         self.hasher = hasher or IdHasher.from_env()
@@ -47,7 +50,8 @@ class DecisionObserver:
         seconds: float,
     ) -> None:
         """Record one decision taken at wall-clock ``start_ns`` in ``seconds``."""
-        self.metrics.record_decision(decision, seconds)
+        if self.record_decisions:
+            self.metrics.record_decision(decision, seconds)
         if not self.needs_context:
             return
         key = headers.get(decision.key_source) if decision.key_source else None

@@ -78,7 +78,11 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     health = HealthState(("", EXT_PROC_SERVICE))
     tracer = DecisionTracer.from_env()
     observer = DecisionObserver(
-        metrics, tracer, IdHasher.from_env(), DecisionLog(settings.decision_log_rate)
+        metrics,
+        tracer,
+        IdHasher.from_env(),
+        DecisionLog(settings.decision_log_rate),
+        record_decisions=bool(settings.metrics),  # metrics off: nobody can read them
     )
     processor = CohortProcessor(holder, observer)
     server: ServerModel = (

@@ -77,7 +77,7 @@ def test_quick_run_has_every_figure_and_only_200s(quick_run: dict[str, Any]) -> 
     assert "rate_200.p99_ms.sidecar-native" in comparison
     assert math.isfinite(comparison["tracing.saturation_loss_pct"])
     assert math.isfinite(comparison["tracing.saturation.processor_cpu_us_per_req"])
-    assert len(quick_run["targets"]) == 7  # rate 1000 was not measured: two are None
+    assert len(quick_run["targets"]) == 8  # no rate 1000, no bare setup: three are None
 
 
 def test_traced_setup_exported_its_spans_to_the_sink(quick_run: dict[str, Any]) -> None:

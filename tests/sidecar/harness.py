@@ -156,7 +156,7 @@ class Sidecar:
             server=server,
             rules=str(rules),
             listen="127.0.0.1:0",
-            metrics="",
+            metrics="127.0.0.1:0",  # metrics off would not count decisions
             grace_seconds=grace_seconds,
             poll_seconds=poll_seconds,
             loop="asyncio",
