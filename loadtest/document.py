@@ -14,16 +14,16 @@ computed inside each round (the setups of a round ran back to back on the same p
 then the median is taken. *native* is Envoy routing by weighted clusters (no processor),
 *naive* is Envoy + loadtest/naive_processor.py (a plain grpc.aio servicer), *sidecar* is
 Envoy + `extproc serve` with examples/rules.yaml (tracing off, metrics on: the defaults),
-*traced* the same with a decision span per request at 100 % sampling exported over
-OTLP/gRPC to a collector that discards (loadtest/otlp_sink.py, on the load CPUs; Envoy's own
-tracer off), and *bare* (when run) the sidecar with metrics and tracing both off. The upstreams answer instantly (a second
-Envoy with direct responses), so only routing is measured. CPU per request is utime + stime
-from /proc over the window divided by the requests Envoy completed. Latency is open-loop,
-measured from each request's scheduled send time. Absolute figures depend on the machine;
-compare the ratios (see DESIGN.md, last section). On a shared or virtual machine the tails
-(p99, p99.9) are dominated by stalls of the whole machine (the send-lag column shows how late
-the client itself was): compare p50 first, and trust an added p99 only when it is stable
-across rounds."""
+*traced* the same with a decision span per request at 100 % sampling exported over OTLP/gRPC
+to a collector that discards (loadtest/otlp_sink.py, on the load CPUs; Envoy's own tracer
+off), and *bare* (when run) the sidecar with metrics and tracing both off. The upstreams
+answer instantly (a second Envoy with direct responses), so only routing is measured. CPU
+per request is utime + stime from /proc over the window divided by the requests Envoy
+completed. Latency is open-loop, measured from each request's scheduled send time. Absolute
+figures depend on the machine; compare the ratios (see DESIGN.md, last section). On a shared
+or virtual machine the tails (p99, p99.9) are dominated by stalls of the whole machine (the
+send-lag column shows how late the client itself was): compare p50 first, and trust an added
+p99 only when it is stable across rounds."""
 
 
 def _windows(rounds: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, Mapping[str, float]]]:

@@ -15,6 +15,8 @@ py-spy is a dev dependency: ``.venv/bin/pip install py-spy``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -26,9 +28,17 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from extproc.stack.processes import free_port
 from loadtest import loads
 from loadtest.rounds import log
-from loadtest.setups import BenchPorts, Pinning, ProcessorOptions, SystemUnderTest, Upstream
+from loadtest.setups import (
+    BenchPorts,
+    OtlpSink,
+    Pinning,
+    ProcessorOptions,
+    SystemUnderTest,
+    Upstream,
+)
 from loadtest.tools import ensure_wrk, pinned
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?)(?::\d+)?\)$")
@@ -93,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--out", type=Path, help="output directory (default: a new temp dir)")
     p.add_argument("--sidecar-arg", action="append", default=[], metavar="ARG")
+    p.add_argument(
+        "--traced", action="store_true",
+        help="profile the traced setup: decision spans at 100 %% to an OTLP sink",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if not 1 <= args.seconds <= 600:
         p.error("--seconds must be within 1..600")
@@ -104,10 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     raw = out / "profile.raw"
     if pinning.load:
         os.sched_setaffinity(0, pinning.load)  # the driver and py-spy stay off the sidecar's CPU
-    with (
-        Upstream(ports, out, pinning),
-        SystemUnderTest("sidecar", ports, out, pinning, options) as sut,
-    ):
+    setup = "traced" if args.traced else "sidecar"
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(Upstream(ports, out, pinning))
+        if args.traced:
+            sink = stack.enter_context(OtlpSink(free_port(), out, pinning))
+            options = dataclasses.replace(options, otlp_endpoint=sink.endpoint)
+        sut = stack.enter_context(SystemUnderTest(setup, ports, out, pinning, options))
         assert sut.processor is not None
         load_seconds = args.seconds + 4
         load = threading.Thread(

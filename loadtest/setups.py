@@ -37,6 +37,7 @@ from extproc.stack import envoy_config
 from extproc.stack.envoy_config import EnvoyPorts
 from extproc.stack.processes import (
     ManagedProcess,
+    Service,
     free_port,
     wait_for_grpc_serving,
     wait_for_http,
@@ -137,7 +138,7 @@ def write_yaml(config: envoy_config.Config, path: Path) -> Path:
     return path
 
 
-class Upstream:
+class Upstream(Service):
     """The instant upstream Envoy (direct 200 on the v1 and v2 ports); a context manager."""
 
     def __init__(self, ports: BenchPorts, run_dir: Path, pinning: Pinning) -> None:
@@ -149,25 +150,14 @@ class Upstream:
         argv = pinned(envoy_argv(config), pinning.load)
         self.process = ManagedProcess("upstream", argv, run_dir / "upstream-envoy.log")
 
-    def __enter__(self) -> Self:
-        self.process.start()
-        try:
-            admin = f"http://{HOST}:{self.ports.upstream_admin}/ready"
-            wait_for_http(admin, READY_TIMEOUT, self.process)
-            for version in ("v1", "v2"):
-                wait_for_port(HOST, self.ports.envoy.tts(version), READY_TIMEOUT, self.process)
-        except BaseException:
-            self.process.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.process.stop()
+    def wait_ready(self) -> None:
+        admin = f"http://{HOST}:{self.ports.upstream_admin}/ready"
+        wait_for_http(admin, READY_TIMEOUT, self.process)
+        for version in ("v1", "v2"):
+            wait_for_port(HOST, self.ports.envoy.tts(version), READY_TIMEOUT, self.process)
 
 
-class OtlpSink:
+class OtlpSink(Service):
     """The OTLP/gRPC collector of the ``traced`` setup (loadtest/otlp_sink.py), pinned to the
     load CPUs; a context manager."""
 
@@ -181,19 +171,8 @@ class OtlpSink:
             cwd=REPO_ROOT,
         )  # fmt: skip
 
-    def __enter__(self) -> Self:
-        self.process.start()
-        try:
-            wait_for_port(HOST, self.port, READY_TIMEOUT, self.process)
-        except BaseException:
-            self.process.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.process.stop()
+    def wait_ready(self) -> None:
+        wait_for_port(HOST, self.port, READY_TIMEOUT, self.process)
 
 
 class SystemUnderTest:

@@ -127,6 +127,7 @@ def replace_section(document: str, section: str) -> str:
 
 
 def existing_section(document: str) -> str:
-    """The soak section of ``document``, or "" if it has none."""
+    """The soak section of ``document`` and everything after it (sections added by hand or
+    by other commands, which a benchmark run keeps), or "" if it has no soak section."""
     start, end = document.find(SECTION_START), document.find(SECTION_END)
-    return document[start : end + len(SECTION_END)] + "\n" if start >= 0 and end > start else ""
+    return document[start:].rstrip("\n") + "\n" if start >= 0 and end > start else ""

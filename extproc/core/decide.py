@@ -25,14 +25,35 @@ class Decider:
     """Decisions under one frozen ``Rules``; cheap to build, safe to share.
 
     The only state is a bounded memo of which rule an attribute tuple matches,
-    a pure function of the rules, so the result never depends on history.
+    a pure function of the rules, so the result never depends on history. What
+    every decision reads from the rules is copied into slots once, at build time.
     """
 
-    __slots__ = ("_memo", "_prefix", "_rule_headers", "header_names", "rules")
+    __slots__ = (
+        "_device_header",
+        "_force_v1",
+        "_force_v2",
+        "_key_headers",
+        "_max_key_bytes",
+        "_memo",
+        "_prefix",
+        "_region_header",
+        "_rule_headers",
+        "_version",
+        "header_names",
+        "rules",
+    )
 
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
         self._prefix = salt_prefix(rules.salt)
+        self._version = rules.version
+        self._force_v1, self._force_v2 = rules.force_v1, rules.force_v2
+        identity = rules.identity
+        self._key_headers = (identity.user_header, *identity.fallback_headers)
+        self._max_key_bytes = identity.max_key_bytes
+        self._region_header = rules.attributes.region
+        self._device_header = rules.attributes.device
         self._rule_headers = tuple(
             sorted({h.name for rule in rules.rules for h in rule.when.headers})
         )
@@ -42,27 +63,31 @@ class Decider:
 
     def decide(self, headers: Mapping[str, str]) -> Decision:
         """Decide the cohort of one request; ``headers`` maps lower-case names to values."""
-        rules = self.rules
-        version = rules.version
-        if rules.kill_switch:
+        version = self._version
+        if self.rules.kill_switch:
+            rules = self.rules
             return Decision(Cohort.V1, Reason.DISABLED, rules.kill_rule, -1, None, version)
         key, source = self._key(headers)
         if key is not None:
-            if key in rules.force_v2:
+            if key in self._force_v2:
                 return Decision(
                     Cohort.V2, Reason.TARGETING_MATCH, "force.v2", -1, None, version, source
                 )
-            if key in rules.force_v1:
+            if key in self._force_v1:
                 return Decision(
                     Cohort.V1, Reason.TARGETING_MATCH, "force.v1", -1, None, version, source
                 )
         rule = self._first_rule(headers)
-        if rule is not None and rule.cohort is not None:
+        share: int | None
+        if rule is None:
+            share, label = self.rules.share, "default"
+        elif rule.cohort is not None:
             return Decision(rule.cohort, Reason.TARGETING_MATCH, rule.label, -1, None, version)
-        share, label = (rule.share, rule.label) if rule is not None else (rules.share, "default")
+        else:
+            share, label = rule.share, rule.label
         assert share is not None
         if key is None:
-            policy = rules.identity.when_missing
+            policy = self.rules.identity.when_missing
             return Decision(policy, Reason.DEFAULT, source or "missing_key", -1, None, version)
         bucket = bucket_of(self._prefix, key.encode("utf-8", "surrogateescape"))
         cohort = Cohort.V2 if bucket < share else Cohort.V1
@@ -70,17 +95,14 @@ class Decider:
 
     def _key(self, headers: Mapping[str, str]) -> tuple[str | None, str | None]:
         """The sticky key and the header it came from; ``(None, why)`` when unusable."""
-        identity = self.rules.identity
+        limit = self._max_key_bytes
         too_long = False
-        for name in (identity.user_header, *identity.fallback_headers):
+        for name in self._key_headers:
             value = headers.get(name)
             if not value:
                 continue
             # The character count is a cheap pre-check; only long values are encoded.
-            if (
-                len(value) > identity.max_key_bytes
-                and len(value.encode("utf-8", "surrogateescape")) > identity.max_key_bytes
-            ):
+            if len(value) > limit and len(value.encode("utf-8", "surrogateescape")) > limit:
                 too_long = True
                 continue
             return value, name
@@ -90,10 +112,16 @@ class Decider:
         rules = self.rules.rules
         if not rules:
             return None
-        attributes = self.rules.attributes
-        region = headers.get(attributes.region)
-        device = headers.get(attributes.device)
-        memo_key = (region, device, *(headers.get(n) for n in self._rule_headers))
+        region = headers.get(self._region_header)
+        device = headers.get(self._device_header)
+        if self._rule_headers:
+            memo_key: tuple[object, ...] = (
+                region,
+                device,
+                *map(headers.get, self._rule_headers),
+            )
+        else:
+            memo_key = (region, device)
         found = self._memo.get(memo_key)
         if found is None:
             found = _match(rules, region, device, headers) or _NO_RULE

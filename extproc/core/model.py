@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from extproc.core.bucket import BUCKETS
 
@@ -116,9 +117,13 @@ class Rules:
         return frozenset(names)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The outcome for one request; ``bucket`` is -1 when no bucket was computed."""
+class Decision(NamedTuple):
+    """The outcome for one request; ``bucket`` is -1 when no bucket was computed.
+
+    A NamedTuple rather than a frozen dataclass: one is built per request, and a frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost ~1.4 us of the
+    ~3 us a decision takes; this costs ~0.3 us and is just as immutable and hashable.
+    """
 
     cohort: Cohort
     reason: Reason

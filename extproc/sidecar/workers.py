@@ -10,9 +10,12 @@ with SO_REUSEPORT, so the kernel spreads new connections over the workers. The s
 - serves /metrics on ``--metrics``: its own metrics plus every worker's, labelled
   ``worker="I"`` (see worker_metrics.py);
 - restarts a worker that exits unexpectedly after a bounded backoff, counting it, while the
-  other workers keep serving the port. A worker that exits before it is ready is a start
-  failure: at the first start that ends the supervisor (port taken, bad settings), later
-  ``MAX_START_FAILURES`` in a row do. Either way the exit code is the worker's, non-zero;
+  other workers keep serving the port; the backoff doubles with every crash of a worker that
+  did not stay up ``STABLE_SECONDS`` (a crash loop is slowed to one restart per
+  ``BACKOFF_MAX_SECONDS``). A worker that exits before it is ready, or is not ready within
+  ``START_TIMEOUT_SECONDS`` (then it is killed), is a start failure: at the first start that
+  ends the supervisor (port taken, bad settings), later ``MAX_START_FAILURES`` in a row do.
+  Either way the exit code is the worker's, non-zero;
 - on SIGTERM or SIGINT forwards SIGTERM to every worker, waits for their drain
   (EXTPROC_GRACE_SECONDS) plus ``STOP_MARGIN_SECONDS``, SIGKILLs stragglers and exits 0.
 
@@ -48,6 +51,8 @@ log = logging.getLogger("extproc.supervisor")
 STOP_MARGIN_SECONDS = 3.0
 MAX_START_FAILURES = 5
 BACKOFF_FIRST_SECONDS, BACKOFF_MAX_SECONDS = 0.1, 5.0
+STABLE_SECONDS = 10.0  # a worker up this long before it dies starts a new backoff series
+START_TIMEOUT_SECONDS = 30.0
 SCRAPE_TIMEOUT_SECONDS = 1.0
 TICK_SECONDS = 0.1
 
@@ -71,6 +76,9 @@ class Worker:
     metrics_port: int | None = None  # set once ready
     ever_ready: bool = False
     start_failures: int = 0  # in a row, before ready
+    crashes: int = 0  # in a row, after ready, each within STABLE_SECONDS of being ready
+    started_at: float = 0.0
+    ready_at: float = 0.0
     restart_at: float | None = None
     pending: bytes = field(default=b"", repr=False)
 
@@ -80,6 +88,12 @@ class Worker:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.report_fd = self.lifeline_fd = -1
+
+
+def restart_delay(earlier: int) -> float:
+    """Seconds before a restart that follows ``earlier`` failures in a row: 0.1, 0.2, 0.4 ...
+    up to BACKOFF_MAX_SECONDS."""
+    return float(min(BACKOFF_FIRST_SECONDS * 2 ** min(earlier, 32), BACKOFF_MAX_SECONDS))
 
 
 class Supervisor:
@@ -118,6 +132,7 @@ class Supervisor:
         os.set_blocking(report_r, False)
         worker.report_fd, worker.lifeline_fd = report_r, lifeline_w
         worker.metrics_port, worker.pending, worker.restart_at = None, b"", None
+        worker.started_at = time.monotonic()
         log.info("worker %d started (pid %d)", worker.index, worker.proc.pid)
 
     def _read_report(self, worker: Worker) -> None:
@@ -131,6 +146,7 @@ class Supervisor:
             if len(line) == 2 and line[0] == "ready" and line[1].isdigit():
                 worker.metrics_port = int(line[1])
                 worker.ever_ready, worker.start_failures = True, 0
+                worker.ready_at = time.monotonic()
                 log.info("worker %d ready (pid %d)", worker.index, self._pid(worker))
         if not data:  # the worker closed its end: ready already, or exiting
             os.close(worker.report_fd)
@@ -150,7 +166,12 @@ class Supervisor:
             worker.start_failures += 1
             if not worker.ever_ready or worker.start_failures >= MAX_START_FAILURES:
                 raise StartFailed(worker.index, code)
-        delay = min(BACKOFF_FIRST_SECONDS * 2**worker.start_failures, BACKOFF_MAX_SECONDS)
+            delay = restart_delay(worker.start_failures)
+        else:
+            if now - worker.ready_at >= STABLE_SECONDS:
+                worker.crashes = 0
+            worker.crashes += 1
+            delay = restart_delay(worker.crashes - 1)
         log.error(
             "worker %d exited %d unexpectedly: restarting in %.1fs", worker.index, code, delay
         )
@@ -168,12 +189,27 @@ class Supervisor:
             return
         now = time.monotonic()
         for worker in self.workers:
+            self._kill_if_start_hangs(worker, now)
             code = worker.proc.poll() if worker.proc is not None else None
             if code is not None:
                 self._reap(worker, code, now)
             elif worker.proc is None and worker.restart_at is not None and now >= worker.restart_at:
                 self.metrics.record_restart()
                 self._spawn(worker)
+
+    def _kill_if_start_hangs(self, worker: Worker, now: float) -> None:
+        """A worker not ready ``START_TIMEOUT_SECONDS`` after its start is killed; its exit
+        is then reaped as a start failure."""
+        proc = worker.proc
+        if proc is None or worker.metrics_port is not None or proc.poll() is not None:
+            return
+        if now - worker.started_at >= START_TIMEOUT_SECONDS:
+            log.error(
+                "worker %d (pid %d) not ready after %.0fs: killing it",
+                worker.index, proc.pid, START_TIMEOUT_SECONDS,
+            )  # fmt: skip
+            proc.kill()
+            proc.wait()
 
     def _stop_workers(self) -> None:
         """SIGTERM every worker, wait for the drain plus a margin, SIGKILL what is left."""

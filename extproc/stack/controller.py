@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from extproc.stack.processes import ManagedProcess, wait_for_port
+from extproc.stack.processes import ManagedProcess, Service, wait_for_port
 
 ADMIN_HOST, ADMIN_PORT = "127.0.0.1", 50061
 
 
-class LocalController:
+class LocalController(Service):
     """``extproc rollout controller`` as a child process; a context manager."""
 
     def __init__(
@@ -35,16 +33,5 @@ class LocalController:
     def admin(self) -> str:
         return f"{ADMIN_HOST}:{ADMIN_PORT}"
 
-    def __enter__(self) -> Self:
-        self.process.start()
-        try:
-            wait_for_port(ADMIN_HOST, ADMIN_PORT, 30.0, self.process)
-        except BaseException:
-            self.process.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.process.stop()
+    def wait_ready(self) -> None:
+        wait_for_port(ADMIN_HOST, ADMIN_PORT, 30.0, self.process)

@@ -173,6 +173,34 @@ class ManagedProcess:
         return f"ManagedProcess({self.name!r}, pid={pid}, {state})"
 
 
+class Service:
+    """A :class:`ManagedProcess` as a context manager that is ready on entry: start it, run
+    ``wait_ready`` (stopping the process if that fails), stop it on exit. Subclasses set
+    ``self.process`` and implement ``wait_ready``."""
+
+    process: ManagedProcess
+
+    def wait_ready(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.process.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.process.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.process.stop()
+
+
 def wait_until(
     condition: Callable[[], bool],
     what: str,
