@@ -6,15 +6,18 @@ values come from a small set (flag key, variant, reason, version, rule), so each
 ``key=value`` is encoded once and reused; a span is a concatenation of byte strings whose
 field tags are constants, with one varint (the span's length) computed per span.
 
-Span ids come from ``random.getrandbits`` (as the SDK's own id generator does), not from
-``os.urandom``: the getrandom system call releases the GIL, and on a busy sidecar every
-release hands the GIL to another thread, which measured ~17 us per call under load.
+Span ids come from ``getrandbits`` of a generator of our own (the SDK's id generator uses
+the global one), not from ``os.urandom``: the getrandom system call releases the GIL, and on
+a busy sidecar every release hands the GIL to another thread, which measured ~17 us per call
+under load. Our own generator, seeded from the OS and reseeded in a forked child, cannot be
+made to repeat ids by someone else's ``random.seed``.
 Transport, retries, headers, TLS and timeouts stay the SDK exporter's (configured by the
 standard ``OTEL_EXPORTER_OTLP_*`` variables): it is handed finished bytes.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 from collections.abc import Iterable, Sequence
@@ -26,6 +29,8 @@ _TRACE_ID = b"\x0a\x10"
 _SPAN_ID = b"\x12\x08"
 _PARENT_ID = b"\x22\x08"
 _TIMES = struct.Struct("<BQBQ")
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
 
 
 def varint(value: int) -> bytes:
@@ -107,17 +112,17 @@ class SpanEncoder:
 
 def new_span_id() -> bytes:
     """8 random bytes, never all zero (an invalid id)."""
-    value = random.getrandbits(64)
+    value = _ids.getrandbits(64)
     while not value:
-        value = random.getrandbits(64)
+        value = _ids.getrandbits(64)
     return value.to_bytes(8)
 
 
 def new_trace_id() -> bytes:
     """16 random bytes, never all zero (an invalid id)."""
-    value = random.getrandbits(128)
+    value = _ids.getrandbits(128)
     while not value:
-        value = random.getrandbits(128)
+        value = _ids.getrandbits(128)
     return value.to_bytes(16)
 
 

@@ -113,7 +113,18 @@ def test_span_and_trace_ids_are_random_and_never_zero(monkeypatch: pytest.Monkey
     from extproc import otlp_spans
 
     draws = iter([0, 0, 7])
-    monkeypatch.setattr(otlp_spans.random, "getrandbits", lambda bits: next(draws))
+    monkeypatch.setattr(otlp_spans._ids, "getrandbits", lambda bits: next(draws))
     assert otlp_spans.new_span_id() == (7).to_bytes(8)
     draws = iter([0, 5])
     assert otlp_spans.new_trace_id() == (5).to_bytes(16)
+
+
+def test_span_ids_do_not_follow_the_global_random_seed() -> None:
+    import random
+
+    from extproc.otlp_spans import new_span_id
+
+    random.seed(1)
+    first = new_span_id()
+    random.seed(1)
+    assert new_span_id() != first
