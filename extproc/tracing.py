@@ -127,7 +127,7 @@ class DecisionTracer:
         trace_id, parent_id = (parent[0], parent[1]) if parent else (new_trace_id(), b"")
         if not self._sampled(trace_id, parent):
             return
-        # A plain tuple: hashing the Decision itself runs Python-level dataclass and Enum code.
+        # Plain values: hashing the Decision itself would run Enum.__hash__ (Python) twice.
         memo_key = (
             decision.cohort._value_,
             decision.reason._value_,
@@ -210,18 +210,7 @@ def _parent(carrier: Carrier) -> tuple[bytes, bytes, bool] | None:
 
 def parse_traceparent(value: str | None) -> tuple[bytes, bytes, bool] | None:
     """(trace id, span id, sampled) from a W3C traceparent, or None if absent or invalid."""
-    if value is None:
-        return None
-    if len(value) == 55 and value[:3] == "00-" and value[35] == "-" and value[52] == "-":
-        try:  # the usual form, as Envoy sends it: version 00, no extra fields
-            trace_id, span_id = bytes.fromhex(value[3:35]), bytes.fromhex(value[36:52])
-            flags = int(value[53:], 16)
-        except ValueError:
-            return None
-        if not any(trace_id) or not any(span_id):
-            return None
-        return trace_id, span_id, bool(flags & 1)
-    parts = value.strip().split("-")
+    parts = (value or "").strip().split("-")
     if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
         return None
     try:

@@ -97,11 +97,13 @@ def tracing_cost(rounds: Sequence[Round], present: set[str]) -> dict[str, float]
     def diff(key: str) -> float:
         return _paired(rounds, lambda s: s["traced"][key] - s["sidecar"][key])
 
+    def loss_against(reference: str) -> float:
+        """Saturation throughput lost by ``traced`` against ``reference``, in %."""
+        key = "saturation.rps"
+        return _paired(rounds, lambda s: 100 * (1 - s["traced"][key] / s[reference][key]))
+
     out = {
-        "tracing.saturation_loss_pct": _paired(
-            rounds,
-            lambda s: 100 * (1 - s["traced"]["saturation.rps"] / s["sidecar"]["saturation.rps"]),
-        ),
+        "tracing.saturation_loss_pct": loss_against("sidecar"),
         "tracing.saturation.processor_cpu_us_per_req": diff("saturation.processor_cpu_us_per_req"),
         "tracing.saturation.envoy_cpu_us_per_req": diff("saturation.envoy_cpu_us_per_req"),
     }
@@ -109,10 +111,7 @@ def tracing_cost(rounds: Sequence[Round], present: set[str]) -> dict[str, float]
         for figure in ("p50_ms", "p99_ms"):
             out[f"tracing.{window}.{figure}"] = diff(f"{window}.{figure}")
     if "bare" in present:  # tracing and metrics on, against both off
-        out["tracing.saturation_loss_vs_bare_pct"] = _paired(
-            rounds,
-            lambda s: 100 * (1 - s["traced"]["saturation.rps"] / s["bare"]["saturation.rps"]),
-        )
+        out["tracing.saturation_loss_vs_bare_pct"] = loss_against("bare")
     return out
 
 

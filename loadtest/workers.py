@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,8 +39,9 @@ from typing import Any
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from prometheus_client.parser import text_string_to_metric_families
 
-from extproc.stack.processes import free_port
+from extproc.stack.processes import ManagedProcess, Service, free_port, wait_until
 from loadtest import procstat
+from loadtest.setups import processor_env
 from loadtest.tools import ensure_tool, tool_version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,42 +86,29 @@ def scrape(port: int) -> dict[str, Any]:
     return {"by_worker": by_worker, "errors": errors, "ready": loaded}
 
 
-class Sidecar:
-    """``extproc serve --workers N`` in its own process group; a context manager."""
+class Sidecar(Service):
+    """``extproc serve --workers N`` in its own process group; a context manager, ready when
+    every worker has loaded the rules and answers /metrics."""
 
     def __init__(self, workers: int, log: Path) -> None:
         self.workers, self.port, self.metrics_port = workers, free_port(), free_port()
         argv = [sys.executable, "-m", "extproc", "serve", "--rules", str(RULES)]
         argv += ["--workers", str(workers), "--listen", f"127.0.0.1:{self.port}"]
         argv += ["--metrics", f"127.0.0.1:{self.metrics_port}"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("EXTPROC_", "OTEL_"))}
-        env["EXTPROC_LOG_LEVEL"] = "warning"
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=out, env=env, cwd=REPO, start_new_session=True
-            )
+        env = processor_env({"EXTPROC_LOG_LEVEL": "warning"})
+        self.process = ManagedProcess("sidecar", argv, log, env=env, cwd=REPO)
 
-    def __enter__(self) -> Sidecar:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:  # ready: every worker has loaded the rules and answers /metrics
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sidecar exited {self.proc.returncode} at start")
-            try:
-                if scrape(self.metrics_port)["ready"] >= self.workers:
-                    return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"sidecar not ready after {START_TIMEOUT}s")
-            time.sleep(0.05)
+    def _all_ready(self) -> bool:
+        try:
+            return bool(scrape(self.metrics_port)["ready"] >= self.workers)
+        except OSError:
+            return False
+
+    def wait_ready(self) -> None:
+        wait_until(self._all_ready, "every worker ready", START_TIMEOUT, self.process)
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        self.process.stop(timeout=20)  # the supervisor drains its workers first
 
 
 H2LOAD_DONE = re.compile(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded")
@@ -164,9 +150,9 @@ def measure(args: argparse.Namespace, workers: int, bodies: list[Path], log: Pat
         rate = warm["succeeded"] / warm["wall_s"]
         calls = int(min(max(rate * args.duration, 5000), args.max_calls))
         first = scrape(sidecar.metrics_port)
-        cpu_before = procstat.group_cpu_seconds(sidecar.proc.pid)
+        cpu_before = procstat.group_cpu_seconds(sidecar.process.pid)
         run = h2load(args, sidecar.port, calls, bodies)
-        cpu = procstat.group_cpu_seconds(sidecar.proc.pid) - cpu_before
+        cpu = procstat.group_cpu_seconds(sidecar.process.pid) - cpu_before
         last = scrape(sidecar.metrics_port)
     shares = {
         w: last["by_worker"][w] - first["by_worker"].get(w, 0.0) for w in sorted(last["by_worker"])

@@ -65,8 +65,7 @@ class Decider:
         """Decide the cohort of one request; ``headers`` maps lower-case names to values."""
         version = self._version
         if self.rules.kill_switch:
-            rules = self.rules
-            return Decision(Cohort.V1, Reason.DISABLED, rules.kill_rule, -1, None, version)
+            return Decision(Cohort.V1, Reason.DISABLED, self.rules.kill_rule, -1, None, version)
         key, source = self._key(headers)
         if key is not None:
             if key in self._force_v2:
@@ -114,14 +113,7 @@ class Decider:
             return None
         region = headers.get(self._region_header)
         device = headers.get(self._device_header)
-        if self._rule_headers:
-            memo_key: tuple[object, ...] = (
-                region,
-                device,
-                *map(headers.get, self._rule_headers),
-            )
-        else:
-            memo_key = (region, device)
+        memo_key = (region, device, *map(headers.get, self._rule_headers))
         found = self._memo.get(memo_key)
         if found is None:
             found = _match(rules, region, device, headers) or _NO_RULE

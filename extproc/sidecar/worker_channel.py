@@ -1,13 +1,14 @@
 """The private contract between the supervisor of ``extproc serve --workers N`` and a worker.
 
 The supervisor (extproc/sidecar/workers.py) starts each worker as ``python -m extproc serve``
-with the same settings, ``--workers 1``, ``--metrics 127.0.0.1:0`` and the environment
+with the same settings, ``--workers 1``, ``--metrics 127.0.0.1:0`` (``''`` when the
+supervisor's metrics are off) and the environment
 variable ``EXTPROC_WORKER=INDEX:REPORT_FD:LIFELINE_FD`` (internal: not a user setting). The
 worker then
 
 - binds the shared ``--listen`` port with SO_REUSEPORT;
-- once serving, writes ``ready METRICS_PORT`` on REPORT_FD and closes it: the supervisor
-  scrapes that private loopback port and merges it into its own /metrics;
+- once serving, writes ``ready METRICS_PORT`` (0: metrics off) on REPORT_FD and closes it:
+  the supervisor scrapes that private loopback port and merges it into its own /metrics;
 - watches LIFELINE_FD, whose write end only the supervisor holds: end of file means the
   supervisor is gone (even by SIGKILL), and the worker drains and exits instead of serving
   on, orphaned.

@@ -114,7 +114,9 @@ class Supervisor:
     def _argv(self) -> list[str]:
         s = self.settings
         argv = [sys.executable, "-m", "extproc", "serve", "--rules", s.rules]
-        argv += ["--listen", s.listen, "--metrics", "127.0.0.1:0", "--workers", "1"]
+        # Each worker's metrics on a private port the supervisor merges; none when it has none.
+        metrics = "127.0.0.1:0" if s.metrics else ""
+        argv += ["--listen", s.listen, "--metrics", metrics, "--workers", "1"]
         return [*argv, "--state", s.state]
 
     def _spawn(self, worker: Worker) -> None:

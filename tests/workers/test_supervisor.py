@@ -117,3 +117,21 @@ def test_a_port_in_use_ends_the_supervisor_with_the_workers_error(supervise) -> 
     assert f"cannot start: cannot listen on 127.0.0.1:{port}" in out
     assert "before it was ready" in out
     assert out.count("started (pid") <= 2, "a failing start was retried"
+
+
+def test_metrics_off_reaches_the_workers(supervise) -> None:
+    """With ``--metrics ''`` the workers run with metrics off too (no private port, no
+    counting), become ready and drain on SIGTERM."""
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    listen = f"127.0.0.1:{port.getsockname()[1]}"
+    port.close()
+    supervised = supervise("--rules", str(EXAMPLE_RULES), "--workers", "2", "--metrics", "",
+                           "--listen", listen)  # fmt: skip
+    wait_for(lambda: supervised.output().count("ready (pid") == 2, "both workers ready", 60)
+    serving = [
+        line for line in supervised.output().splitlines() if "extproc.server: serving" in line
+    ]
+    assert len(serving) == 2 and all(line.endswith("metrics on off") for line in serving)
+    supervised.proc.send_signal(signal.SIGTERM)
+    assert supervised.proc.wait(30) == 0, supervised.output()
