@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _serve_one(settings: S.ServeSettings, worker: WorkerChannel | None) -> int:
     """One sidecar process: on its own, or worker ``worker.index`` of a supervisor."""
     from extproc.sidecar.server import serve  # grpc is imported only to serve
-    from extproc.tracing import BrokenInstallError
+    from extproc.telemetry.tracing import BrokenInstallError
 
     started = None
     if worker is not None:
@@ -195,7 +195,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from extproc.healthcheck import register as register_health
-    from extproc.rollout.admin_cli import register as register_rollout
+    from extproc.rollout.admin.cli import register as register_rollout
     from extproc.stack.command import register as register_stack
 
     parser = argparse.ArgumentParser(prog="extproc", description=__doc__)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from extproc.address import split_host_port
+from extproc.rollout.stores.url import parse_store_url
+
 
 @dataclass(frozen=True, slots=True)
 class Setting:
@@ -96,8 +99,6 @@ def validate(settings: ServeSettings) -> ServeSettings:
         _check_address(f"--metrics (or {METRICS.env})", settings.metrics)
     _check_workers(settings)
     if settings.state:
-        from extproc.rollout.store_url import parse_store_url  # it imports this module
-
         try:
             parse_store_url(settings.state)
         except ValueError as exc:
@@ -142,14 +143,6 @@ def _check_address(name: str, address: str) -> None:
         split_host_port(address)
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """'127.0.0.1:9464' or '[::1]:9464' -> (host, port); ValueError otherwise."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{address!r} is not host:port")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def fraction(name: str, text: str) -> float:

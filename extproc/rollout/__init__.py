@@ -1,6 +1,7 @@
 """Rollout control: the ramp policy, the persisted state machine, guards and the switch.
 
-``policy`` and ``state`` are pure (no I/O beyond reading the policy file);
-``store`` persists state with compare-and-swap and an audit log; the
-controller and the admin API live beside them.
+``policy``, ``state`` and ``effective`` are pure (no I/O beyond reading the policy file);
+``stores/`` persists state with compare-and-swap and an audit log (file or etcd);
+``guards/`` judges what the sources read; ``admin/`` is the gRPC switch and its CLI; the
+controller drives the ramp.
 """

@@ -30,10 +30,10 @@ from extproc.core.bucket import BUCKETS
 from extproc.core.model import percent
 from extproc.rollout import state as machine
 from extproc.rollout.clock import Clock, SystemClock
-from extproc.rollout.guards import Evaluation, Source, evaluate, family
+from extproc.rollout.guards.judge import Evaluation, Source, evaluate, family
 from extproc.rollout.policy import Policy
 from extproc.rollout.state import Change, Phase, RolloutState, Transition, TransitionError
-from extproc.rollout.store import Conflict, StateStore
+from extproc.rollout.stores.state_store import Conflict, StateStore
 
 log = logging.getLogger("extproc.rollout.controller")
 
@@ -43,7 +43,7 @@ DEFAULT_INTERVAL = 1.0
 
 
 class Leadership(Protocol):
-    """What the controller needs of a leader election (extproc.rollout.leader)."""
+    """What the controller needs of a leader election (extproc.rollout.stores.leader)."""
 
     def is_leader(self) -> bool: ...
 

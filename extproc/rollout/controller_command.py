@@ -25,10 +25,10 @@ from extproc.core.loader import load_rules
 from extproc.rollout import fleet_control
 from extproc.rollout.clock import Clock, ScaledClock, SystemClock, parse_start
 from extproc.rollout.controller import DEFAULT_INTERVAL, Controller
-from extproc.rollout.guards import Source, family
+from extproc.rollout.guards.judge import Source, family
+from extproc.rollout.guards.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
 from extproc.rollout.policy import Policy, load_policy
-from extproc.rollout.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
-from extproc.rollout.store_url import open_store
+from extproc.rollout.stores.opener import open_store
 from extproc.settings import STATE, Setting, env, positive_float
 
 POLICY = Setting("EXTPROC_ROLLOUT_POLICY", "", "ramp policy YAML file (required)")

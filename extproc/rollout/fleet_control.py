@@ -19,12 +19,12 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from extproc.rollout.store import StateStore
+from extproc.rollout.stores.state_store import StateStore
 from extproc.settings import Setting, env
 
 if TYPE_CHECKING:  # the etcd modules are imported only when an etcd store is used
     from extproc.rollout.controller import Controller
-    from extproc.rollout.leader import LeaderElection
+    from extproc.rollout.stores.leader import LeaderElection
 
 LEADER_TTL = Setting(
     "EXTPROC_LEADER_TTL", "10", "leader lease seconds; a standby takes over within it (etcd)"
@@ -44,11 +44,11 @@ def leadership_for(store: StateStore, args: argparse.Namespace) -> LeaderElectio
     """The election for an etcd store (not started), None for any other store; the store's
     writes are fenced with it from now on. ValueError for a bad TTL. The identity names the
     admin API, so that a refusal from a standby says where to go."""
-    from extproc.rollout.etcd_store import EtcdStateStore
+    from extproc.rollout.stores.etcd_store import EtcdStateStore
 
     if not isinstance(store, EtcdStateStore):
         return None
-    from extproc.rollout.leader import LeaderElection, default_identity
+    from extproc.rollout.stores.leader import LeaderElection, default_identity
 
     try:
         ttl = int(args.leader_ttl)
@@ -73,7 +73,7 @@ def campaigning(controller: Controller) -> Iterator[None]:
     if leadership is None:
         yield
         return
-    from extproc.rollout.leader import LeaderElection
+    from extproc.rollout.stores.leader import LeaderElection
 
     if not isinstance(leadership, LeaderElection):
         raise TypeError(f"cannot campaign with {leadership!r}")

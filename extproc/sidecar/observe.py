@@ -11,10 +11,10 @@ import time
 from collections.abc import Mapping
 
 from extproc.core.model import Decision
-from extproc.decision_log import DecisionLog
-from extproc.metrics import Metrics
-from extproc.privacy import IdHasher
-from extproc.tracing import Carrier, DecisionTracer, traceparent_of
+from extproc.telemetry.decision_log import DecisionLog
+from extproc.telemetry.metrics import Metrics
+from extproc.telemetry.privacy import IdHasher
+from extproc.telemetry.tracing import Carrier, DecisionTracer, traceparent_of
 
 TRACE_HEADERS = frozenset({"traceparent"})
 

@@ -17,10 +17,8 @@ from pathlib import Path
 
 from prometheus_client import start_http_server
 
-from extproc.decision_log import DecisionLog
-from extproc.metrics import Metrics
-from extproc.privacy import IdHasher
-from extproc.settings import ServeSettings, split_host_port
+from extproc.address import split_host_port
+from extproc.settings import ServeSettings
 from extproc.sidecar.health import HealthState
 from extproc.sidecar.models import EXT_PROC_SERVICE, GrpcModel, ServerModel, h2_model
 from extproc.sidecar.observe import DecisionObserver
@@ -28,7 +26,10 @@ from extproc.sidecar.processor import CohortProcessor
 from extproc.sidecar.snapshot import RulesHolder
 from extproc.sidecar.state_source import StateSource, open_state_source
 from extproc.sidecar.watch import ChangeDetector
-from extproc.tracing import DecisionTracer
+from extproc.telemetry.decision_log import DecisionLog
+from extproc.telemetry.metrics import Metrics
+from extproc.telemetry.privacy import IdHasher
+from extproc.telemetry.tracing import DecisionTracer
 
 log = logging.getLogger("extproc.server")
 

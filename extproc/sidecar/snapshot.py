@@ -19,7 +19,7 @@ from extproc.core.loader import load_rules
 from extproc.core.model import Rules, percent
 from extproc.rollout.effective import apply_state
 from extproc.rollout.state import RolloutState
-from extproc.rollout.store import read_state_file
+from extproc.rollout.stores.state_store import read_state_file
 
 log = logging.getLogger("extproc.rules")
 

@@ -1,7 +1,7 @@
 """Where a sidecar gets the rollout state: a file it polls, or etcd it watches.
 
 ``open_state_source(spec, poll_seconds)`` reads the ``--state`` setting (see
-extproc.rollout.store_url): '' -> None (the rules' own share), a path or file:///path ->
+extproc.rollout.stores.url): '' -> None (the rules' own share), a path or file:///path ->
 :class:`FileStateSource`, etcd://... -> :class:`EtcdStateSource`. Both feed the
 RulesHolder, which builds a whole new snapshot and swaps it, and both:
 
@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from extproc.rollout.state import RolloutState
-from extproc.rollout.store import read_state_file
-from extproc.rollout.store_url import EtcdTarget, FileLocation, parse_store_url
+from extproc.rollout.stores.state_store import read_state_file
+from extproc.rollout.stores.url import EtcdTarget, FileLocation, parse_store_url
 from extproc.sidecar.snapshot import ReloadResult, RulesHolder
 from extproc.sidecar.watch import ChangeDetector
 
 if TYPE_CHECKING:
-    from extproc.rollout.etcd_watch import StateWatch
+    from extproc.rollout.stores.etcd_watch import StateWatch
 
 log = logging.getLogger("extproc.rules")
 FIRST_WAIT_SECONDS = 2.0  # how long start-up waits for etcd before serving without state
@@ -81,10 +81,10 @@ class FileStateSource:
 
 
 class EtcdStateSource:
-    """Watches the rollout's state key; see extproc.rollout.etcd_watch for the contract."""
+    """Watches the rollout's state key; see extproc.rollout.stores.etcd_watch for the contract."""
 
     def __init__(self, target: EtcdTarget, first_wait: float = FIRST_WAIT_SECONDS) -> None:
-        from extproc.rollout.etcd_store import EtcdStateStore  # grpc: only when used
+        from extproc.rollout.stores.etcd_store import EtcdStateStore  # grpc: only when used
 
         self.target = target
         self.first_wait = first_wait

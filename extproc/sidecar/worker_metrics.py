@@ -21,7 +21,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from extproc.metrics import SupervisorMetrics
+from extproc.telemetry.metrics import SupervisorMetrics
 
 WORKER_LABEL = "worker"
 #: worker index -> its metrics port, for the workers that are ready now.

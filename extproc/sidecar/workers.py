@@ -38,13 +38,14 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from extproc.address import split_host_port
 from extproc.core.errors import RulesError
 from extproc.core.loader import load_rules
-from extproc.metrics import SupervisorMetrics
-from extproc.privacy import ENV as ID_HASH_KEY
-from extproc.settings import WORKERS, ServeSettings, split_host_port
+from extproc.settings import WORKERS, ServeSettings
 from extproc.sidecar.worker_channel import WORKER_ENV, WorkerChannel
 from extproc.sidecar.worker_metrics import WorkerExpositions
+from extproc.telemetry.metrics import SupervisorMetrics
+from extproc.telemetry.privacy import ENV as ID_HASH_KEY
 
 log = logging.getLogger("extproc.supervisor")
 

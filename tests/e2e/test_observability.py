@@ -23,11 +23,11 @@ import pytest
 from extproc.core.decide import decide
 from extproc.core.loader import load_rules
 from extproc.core.model import Cohort, Reason, Rules
-from extproc.privacy import IdHasher
 from extproc.stack import client
 from extproc.stack.otlp import OtlpTarget
 from extproc.stack.processes import free_port, wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack
+from extproc.telemetry.privacy import IdHasher
 from tests.support import scrape
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 

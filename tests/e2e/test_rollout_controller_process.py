@@ -19,10 +19,10 @@ import pytest
 
 from extproc.rollout.clock import ScaledClock
 from extproc.rollout.controller import Controller
+from extproc.rollout.guards.signals import EnvoyStatsSource
 from extproc.rollout.policy import load_policy
-from extproc.rollout.signals import EnvoyStatsSource
 from extproc.rollout.state import Phase, RolloutState
-from extproc.rollout.store import FileStateStore
+from extproc.rollout.stores.state_store import FileStateStore
 from extproc.stack import client
 from extproc.stack.processes import ManagedProcess, wait_until
 from extproc.stack.stack import DEFAULT_RULES, REPO_ROOT, Stack

@@ -9,7 +9,7 @@ that is half v2 at the initial 10 % share, so v2 gets enough samples quickly. Th
 prints the time from the fault to the last v2 response.
 
 Envoy merges its latency histograms at its stats flush (default every 5 s, see
-extproc/rollout/envoy_stats.py); error counters are live. So a latency breach is seen up to
+extproc/rollout/guards/envoy_stats.py); error counters are live. So a latency breach is seen up to
 one flush after the first slow responses complete, an error breach at the next check. The
 fault starts as soon as the guards first pass, i.e. just after a flush: the latency figure
 printed is close to the worst case for the flush interval.
@@ -29,9 +29,9 @@ import pytest
 
 from extproc.rollout.clock import SystemClock
 from extproc.rollout.controller import Controller
+from extproc.rollout.guards.signals import EnvoyStatsSource
 from extproc.rollout.policy import Policy, parse_policy
-from extproc.rollout.signals import EnvoyStatsSource
-from extproc.rollout.store import FileStateStore
+from extproc.rollout.stores.state_store import FileStateStore
 from extproc.stack import client
 from extproc.stack.processes import wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack

@@ -16,11 +16,11 @@ import pytest
 
 from extproc.rollout.clock import FakeClock
 from extproc.rollout.controller import Controller
-from extproc.rollout.guards import judge
+from extproc.rollout.guards.judge import judge
+from extproc.rollout.guards.signals import PrometheusSource
 from extproc.rollout.policy import Guard, parse_policy
-from extproc.rollout.signals import PrometheusSource
 from extproc.rollout.state import Phase, Verdict
-from extproc.rollout.store import FileStateStore
+from extproc.rollout.stores.state_store import FileStateStore
 from extproc.stack.processes import ManagedProcess, free_port, wait_for_http, wait_until
 from tests.support.tools import require_tool
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import grpc
 
-from extproc.rollout.etcd_store import EtcdStateStore
 from extproc.rollout.state import RolloutState
+from extproc.rollout.stores.etcd_store import EtcdStateStore
 from extproc.stack.processes import ManagedProcess, free_port, wait_until
 from extproc.stack.stack import REPO_ROOT
 from tests.rollout.admin_harness import Client

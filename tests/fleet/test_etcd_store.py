@@ -14,11 +14,11 @@ import pytest
 from extproc.rollout import state as machine
 from extproc.rollout.clock import FakeClock
 from extproc.rollout.controller import Controller
-from extproc.rollout.etcd_store import EtcdStateStore
-from extproc.rollout.etcd_types import Put
 from extproc.rollout.policy import parse_policy
 from extproc.rollout.state import Phase, RolloutState
-from extproc.rollout.store import Conflict
+from extproc.rollout.stores.etcd_store import EtcdStateStore
+from extproc.rollout.stores.etcd_types import Put
+from extproc.rollout.stores.state_store import Conflict
 from tests.fleet import figures
 from tests.fleet.conftest import StoreFactory
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from extproc.rollout import state as machine
-from extproc.rollout.etcd_store import EtcdStateStore
-from extproc.rollout.etcd_watch import StateWatch
 from extproc.rollout.state import RolloutState
+from extproc.rollout.stores.etcd_store import EtcdStateStore
+from extproc.rollout.stores.etcd_watch import StateWatch
 from extproc.stack.processes import wait_until
 from tests.fleet import figures
 from tests.fleet.conftest import StoreFactory

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import pytest
 
-from extproc.rollout.etcd_store import EtcdStateStore
+from extproc.rollout.stores.etcd_store import EtcdStateStore
 from extproc.stack.processes import wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack
 from tests.fleet import figures

@@ -15,11 +15,11 @@ import pytest
 
 from extproc.rollout import state as machine
 from extproc.rollout.controller import Controller
-from extproc.rollout.etcd_session import EtcdSession
-from extproc.rollout.etcd_store import EtcdStateStore, FencedOut
-from extproc.rollout.leader import LeaderElection, NotLeaderError
 from extproc.rollout.policy import load_policy
 from extproc.rollout.state import Phase
+from extproc.rollout.stores.etcd_session import EtcdSession
+from extproc.rollout.stores.etcd_store import EtcdStateStore, FencedOut
+from extproc.rollout.stores.leader import LeaderElection, NotLeaderError
 from extproc.stack.processes import wait_until
 from tests.fleet import figures
 from tests.fleet.conftest import StoreFactory

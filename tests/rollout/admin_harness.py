@@ -17,9 +17,9 @@ import grpc
 
 from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2 as pb
 from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2_grpc as pb_grpc
-from extproc.rollout.admin_access import AdminAccess, bearer
-from extproc.rollout.admin_server import RolloutController, RunningAdmin, run_admin_server
-from extproc.rollout.guards import Reading
+from extproc.rollout.admin.access import AdminAccess, bearer
+from extproc.rollout.admin.server import RolloutController, RunningAdmin, run_admin_server
+from extproc.rollout.guards.judge import Reading
 from extproc.rollout.policy import Guard
 from extproc.rollout.state import RolloutState
 

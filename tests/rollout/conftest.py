@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from extproc.rollout.admin_access import AdminAccess
-from extproc.rollout.admin_server import RolloutController
+from extproc.rollout.admin.access import AdminAccess
+from extproc.rollout.admin.server import RolloutController
 from extproc.rollout.clock import FakeClock
 from extproc.rollout.controller import Controller
 from extproc.rollout.policy import Policy, parse_policy
-from extproc.rollout.store import FileStateStore
+from extproc.rollout.stores.state_store import FileStateStore
 
 from .admin_harness import POLICY, AdminThread, Client, FixedSource
 

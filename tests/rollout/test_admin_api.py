@@ -20,12 +20,12 @@ import pytest
 
 from extproc.core.model import percent
 from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2 as pb
-from extproc.rollout import admin_server
-from extproc.rollout.admin_server import AdminExtension
-from extproc.rollout.admin_wire import phase_name
+from extproc.rollout.admin import server as admin_server
+from extproc.rollout.admin.server import AdminExtension
+from extproc.rollout.admin.wire import phase_name
 from extproc.rollout.clock import FakeClock
 from extproc.rollout.controller import Controller
-from extproc.rollout.store import Conflict
+from extproc.rollout.stores.state_store import Conflict
 
 from .admin_harness import (
     ACTOR,

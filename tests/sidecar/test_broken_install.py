@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from extproc.tracing import tracing_configured
+from extproc.telemetry.tracing import tracing_configured
 
 ROOT = Path(__file__).resolve().parents[2]
 

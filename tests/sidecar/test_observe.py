@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from extproc.core.model import Cohort, Decision, Reason
-from extproc.metrics import Metrics
 from extproc.sidecar.observe import DecisionObserver
+from extproc.telemetry.metrics import Metrics
 
 DECISION = Decision(Cohort.V2, Reason.SPLIT, "default", 12, 1000, "v1", "x-user-id")
 

@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind
 
 from extproc.core.decide import decide
 from extproc.core.model import Rules
-from extproc.privacy import IdHasher
+from extproc.telemetry.privacy import IdHasher
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 from .harness import Sidecar, cohort_of, headers_request, user_request

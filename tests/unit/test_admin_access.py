@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from extproc.rollout.admin_access import authorized, bearer, check_access, is_local
-from extproc.rollout.admin_table import duration_text, render_status
-from extproc.rollout.admin_wire import parse_share
+from extproc.rollout.admin.access import authorized, bearer, check_access, is_local
+from extproc.rollout.admin.table import duration_text, render_status
+from extproc.rollout.admin.wire import parse_share
 
 TOKEN = "0123456789abcdef-token"
 

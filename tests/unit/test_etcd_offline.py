@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from extproc.rollout import fleet_control
-from extproc.rollout.backoff import Backoff
 from extproc.rollout.controller import Controller
-from extproc.rollout.etcd_session import EtcdSession
-from extproc.rollout.etcd_types import EtcdUnavailable
 from extproc.rollout.policy import parse_policy
-from extproc.rollout.store import FileStateStore
+from extproc.rollout.stores.backoff import Backoff
+from extproc.rollout.stores.etcd_session import EtcdSession
+from extproc.rollout.stores.etcd_types import EtcdUnavailable
+from extproc.rollout.stores.state_store import FileStateStore
 from extproc.stack.processes import free_port
 
 POLICY = b"policy:\n  rollout: offline\n  initial_share: 10%\n"

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from extproc.address import split_host_port
 from extproc.core.loader import load_rules
 from extproc.deploy import envoy_k8s
-from extproc.rollout.admin_access import ADMIN_TOKEN
+from extproc.rollout.admin.access import ADMIN_TOKEN
 from extproc.rollout.policy import load_policy
-from extproc.rollout.store_url import EtcdTarget, parse_store_url
-from extproc.settings import split_host_port
+from extproc.rollout.stores.url import EtcdTarget, parse_store_url
 from extproc.sidecar.models import EXT_PROC_SERVICE
 from extproc.stack.envoy_config import LISTENER, SIDECAR_CLUSTER, TTS_CLUSTERS
 from tests.support import k8s

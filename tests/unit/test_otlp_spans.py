@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from extproc.otlp_spans import SpanEncoder, export_request, resource_bytes, scope_bytes
-from extproc.tracing import _parent
+from extproc.telemetry.otlp_spans import SpanEncoder, export_request, resource_bytes, scope_bytes
+from extproc.telemetry.tracing import _parent
 
 TRACE = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
 PARENT = bytes.fromhex("00f067aa0ba902b7")
@@ -69,7 +69,7 @@ def test_traceparent_parsing() -> None:
 def test_sampler_from_the_environment_is_honoured() -> None:
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
-    from extproc.tracing import DecisionTracer
+    from extproc.telemetry.tracing import DecisionTracer
 
     parent_sampled, parent_dropped = (TRACE, PARENT, True), (TRACE, PARENT, False)
     default = DecisionTracer(batcher=object(), sampler=ParentBased(ALWAYS_ON))
@@ -98,7 +98,7 @@ def test_fixed_length_string_attribute_from_its_prefix() -> None:
     flags=st.integers(min_value=0, max_value=255),
 )
 def test_traceparent_of_any_valid_ids_and_flags(trace: bytes, span: bytes, flags: int) -> None:
-    from extproc.tracing import parse_traceparent
+    from extproc.telemetry.tracing import parse_traceparent
 
     value = f"00-{trace.hex()}-{span.hex()}-{flags:02x}"
     expected = (trace, span, bool(flags & 1)) if any(trace) and any(span) else None
@@ -108,7 +108,7 @@ def test_traceparent_of_any_valid_ids_and_flags(trace: bytes, span: bytes, flags
 
 
 def test_span_and_trace_ids_are_random_and_never_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    from extproc import otlp_spans
+    from extproc.telemetry import otlp_spans
 
     draws = iter([0, 0, 7])
     monkeypatch.setattr(otlp_spans._ids, "getrandbits", lambda bits: next(draws))
@@ -120,7 +120,7 @@ def test_span_and_trace_ids_are_random_and_never_zero(monkeypatch: pytest.Monkey
 def test_span_ids_do_not_follow_the_global_random_seed() -> None:
     import random
 
-    from extproc.otlp_spans import new_span_id
+    from extproc.telemetry.otlp_spans import new_span_id
 
     random.seed(1)
     first = new_span_id()

@@ -9,7 +9,7 @@ import hmac
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.privacy import HASH_DIGITS, IdHasher
+from extproc.telemetry.privacy import HASH_DIGITS, IdHasher
 
 
 @settings(max_examples=300, deadline=None)

@@ -16,10 +16,10 @@ from extproc.core.bucket import BUCKETS
 from extproc.rollout import state as sm
 from extproc.rollout.clock import FakeClock
 from extproc.rollout.controller import Controller
+from extproc.rollout.guards.signals import EnvoyStatsSource
 from extproc.rollout.policy import Policy, parse_policy
-from extproc.rollout.signals import EnvoyStatsSource
 from extproc.rollout.state import Phase, RolloutState, TransitionError
-from extproc.rollout.store import Conflict, FileStateStore
+from extproc.rollout.stores.state_store import Conflict, FileStateStore
 from tests.support.fake_envoy_stats import FakeEnvoyStats
 
 PCT = BUCKETS // 100

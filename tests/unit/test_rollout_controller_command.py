@@ -10,9 +10,9 @@ import pytest
 
 from extproc.rollout import controller_command as command
 from extproc.rollout.clock import ScaledClock, SystemClock
-from extproc.rollout.signals import EnvoyStatsSource, PrometheusSource
+from extproc.rollout.guards.signals import EnvoyStatsSource, PrometheusSource
 from extproc.rollout.state import RolloutState
-from extproc.rollout.store import FileStateStore
+from extproc.rollout.stores.state_store import FileStateStore
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "examples" / "rules.yaml"

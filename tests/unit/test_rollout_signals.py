@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from extproc.rollout.clock import FakeClock
-from extproc.rollout.envoy_stats import (
+from extproc.rollout.guards.envoy_stats import (
     ADMIN_FILTER,
     ClusterCounts,
     difference,
@@ -18,9 +18,9 @@ from extproc.rollout.envoy_stats import (
     parse_scrape,
     quantile_ms,
 )
-from extproc.rollout.guards import Reading, evaluate, judge, overall
+from extproc.rollout.guards.judge import Reading, evaluate, judge, overall
+from extproc.rollout.guards.signals import EnvoyStatsSource, PrometheusSource, reading_of
 from extproc.rollout.policy import Guard
-from extproc.rollout.signals import EnvoyStatsSource, PrometheusSource, reading_of
 from extproc.rollout.state import Verdict
 from tests.support.fake_envoy_stats import FakeEnvoyStats
 

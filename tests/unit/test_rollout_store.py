@@ -11,7 +11,7 @@ from extproc.core.bucket import BUCKETS
 from extproc.rollout import state as sm
 from extproc.rollout.policy import Policy
 from extproc.rollout.state import RolloutState
-from extproc.rollout.store import Conflict, FileStateStore, read_state_file
+from extproc.rollout.stores.state_store import Conflict, FileStateStore, read_state_file
 
 POLICY = Policy(
     "r", initial_share=BUCKETS // 10, step=BUCKETS // 10, step_interval=60.0, rollback_share=0

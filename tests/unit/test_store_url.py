@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from extproc import settings as S
-from extproc.rollout.store import FileStateStore
-from extproc.rollout.store_url import EtcdTarget, FileLocation, open_store, parse_store_url
+from extproc.rollout.stores.opener import open_store
+from extproc.rollout.stores.state_store import FileStateStore
+from extproc.rollout.stores.url import EtcdTarget, FileLocation, parse_store_url
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@
                                                   order) and the key prefix of this rollout
 
 ``parse_store_url`` validates and returns a :class:`FileLocation` or an :class:`EtcdTarget`;
-``ValueError`` says what is wrong and what is allowed. ``open_store`` builds the store (the
-etcd client is imported only when an etcd URL is given).
+``ValueError`` says what is wrong and what is allowed. ``extproc.rollout.stores.opener`` builds
+the store.
 """
 
 from __future__ import annotations
@@ -16,12 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from extproc.settings import split_host_port
-
-if TYPE_CHECKING:
-    from extproc.rollout.store import StateStore
+from extproc.address import split_host_port
 
 ETCD_SCHEME = "etcd://"
 FILE_SCHEME = "file://"
@@ -93,15 +89,3 @@ def _etcd(spec: str) -> EtcdTarget:
     if len(set(endpoints)) != len(endpoints):
         raise ValueError(f"{spec!r}: a member is listed twice")
     return EtcdTarget(tuple(endpoints), prefix)
-
-
-def open_store(spec: str) -> StateStore:
-    """The store that ``spec`` names: FileStateStore or EtcdStateStore (ValueError if bad)."""
-    location = parse_store_url(spec)
-    if isinstance(location, FileLocation):
-        from extproc.rollout.store import FileStateStore
-
-        return FileStateStore(location.path)
-    from extproc.rollout.etcd_store import EtcdStateStore
-
-    return EtcdStateStore(location)

@@ -29,10 +29,10 @@ import grpc
 from extproc.core.model import percent
 from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2 as pb
 from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2_grpc as pb_grpc
-from extproc.rollout import admin_wire as wire
-from extproc.rollout.admin_access import ADMIN, ADMIN_TOKEN, AdminAccess, authorized, check_access
+from extproc.rollout.admin import wire
+from extproc.rollout.admin.access import ADMIN, ADMIN_TOKEN, AdminAccess, authorized, check_access
 from extproc.rollout.state import RolloutState, TransitionError
-from extproc.rollout.store import Conflict
+from extproc.rollout.stores.state_store import Conflict
 from extproc.settings import env
 
 log = logging.getLogger("extproc.rollout.admin")

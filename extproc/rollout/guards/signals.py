@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from extproc.rollout.clock import Clock
-from extproc.rollout.envoy_stats import (
+from extproc.rollout.guards.envoy_stats import (
     ADMIN_FILTER,
     ClusterCounts,
     Scrape,
@@ -39,10 +39,10 @@ from extproc.rollout.envoy_stats import (
     parse_scrape,
     quantile_ms,
 )
-from extproc.rollout.guards import Reading
+from extproc.rollout.guards.judge import Reading
 from extproc.rollout.policy import Guard
 
-log = logging.getLogger("extproc.rollout.signals")
+log = logging.getLogger("extproc.rollout.guards.signals")
 
 DEFAULT_ENVOY_ADMIN = "http://127.0.0.1:9901"
 DEFAULT_CLUSTERS: Mapping[str, str] = {"v1": "tts_v1", "v2": "tts_v2"}

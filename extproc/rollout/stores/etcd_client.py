@@ -13,7 +13,7 @@ leader, cannot limit a range and does not resume watches. Contract:
   refuses at once (and cancels its watches) instead of hanging or serving stale data.
 - Only plain data comes out (:class:`Entry`, :class:`TxnResult`, :class:`WatchEvent`).
 - grpc.aio binds channels to the event loop of first use: one client, one loop
-  (:class:`~extproc.rollout.etcd_session.EtcdSession` gives it a loop of its own).
+  (:class:`~extproc.rollout.stores.etcd_session.EtcdSession` gives it a loop of its own).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import grpc
 from aetcd import rpc
 
-from extproc.rollout.etcd_types import (
+from extproc.rollout.stores.etcd_types import (
     Compare,
     Entry,
     EtcdError,

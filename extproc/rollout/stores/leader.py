@@ -31,14 +31,14 @@ import os
 import socket
 import time
 
-from extproc.rollout.backoff import Backoff
-from extproc.rollout.etcd_client import EtcdClient
-from extproc.rollout.etcd_session import EtcdSession
-from extproc.rollout.etcd_store import FencedOut
-from extproc.rollout.etcd_types import Compare, EtcdError, EtcdUnavailable, Put
 from extproc.rollout.state import TransitionError
+from extproc.rollout.stores.backoff import Backoff
+from extproc.rollout.stores.etcd_client import EtcdClient
+from extproc.rollout.stores.etcd_session import EtcdSession
+from extproc.rollout.stores.etcd_store import FencedOut
+from extproc.rollout.stores.etcd_types import Compare, EtcdError, EtcdUnavailable, Put
 
-log = logging.getLogger("extproc.rollout.leader")
+log = logging.getLogger("extproc.rollout.stores.leader")
 DEFAULT_TTL = 10
 RETRY_SECONDS = 0.2  # a failed renewal is retried this soon while the lease may still live
 

@@ -12,7 +12,7 @@ Contract of :class:`StateWatch` (it runs on an :class:`EtcdSession`'s loop):
   every rejected value; the watch logs them itself.
 - A lost member, a lost quorum or a cancelled watch: the last known state stays where it
   is (``last``), nothing is raised to the caller, and it reconnects with bounded, jittered
-  exponential backoff (:class:`~extproc.rollout.backoff.Backoff`), trying the other
+  exponential backoff (:class:`~extproc.rollout.stores.backoff.Backoff`), trying the other
   members in turn. A value that is not a rollout state is logged and skipped; a deleted
   key keeps the last known state.
 """
@@ -26,10 +26,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from extproc.rollout.backoff import Backoff
-from extproc.rollout.etcd_session import EtcdSession
-from extproc.rollout.etcd_types import Entry, EtcdError, EtcdUnavailable
 from extproc.rollout.state import RolloutState
+from extproc.rollout.stores.backoff import Backoff
+from extproc.rollout.stores.etcd_session import EtcdSession
+from extproc.rollout.stores.etcd_types import Entry, EtcdError, EtcdUnavailable
 
 log = logging.getLogger("extproc.rollout.etcd")
 STABLE_SECONDS = 1.0  # a connection that lasted this long resets the backoff

@@ -6,7 +6,7 @@ Keys under the rollout's prefix (``etcd://members/<prefix>``):
     <prefix>/audit/<revision:012d>    the Transition that produced that revision, as JSON
     <prefix>/leader                   the leading controller (see leader.py), on a lease
 
-Contract (that of :class:`~extproc.rollout.store.StateStore`):
+Contract (that of :class:`~extproc.rollout.stores.state_store.StateStore`):
 
 - ``write(change, expected_revision)`` is compare-and-swap: it reads the state, refuses with
   ``Conflict`` if its revision is not ``expected_revision``, then commits the new state and
@@ -30,12 +30,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from extproc.rollout.etcd_session import EtcdSession
-from extproc.rollout.etcd_types import Compare, Entry, Put
-from extproc.rollout.etcd_watch import StateWatch
 from extproc.rollout.state import Change, RolloutState
-from extproc.rollout.store import Conflict
-from extproc.rollout.store_url import EtcdTarget
+from extproc.rollout.stores.etcd_session import EtcdSession
+from extproc.rollout.stores.etcd_types import Compare, Entry, Put
+from extproc.rollout.stores.etcd_watch import StateWatch
+from extproc.rollout.stores.state_store import Conflict
+from extproc.rollout.stores.url import EtcdTarget
 
 Fence = Callable[[], int]  # the leader key's create revision, or raises FencedOut
 

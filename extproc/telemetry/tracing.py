@@ -21,11 +21,11 @@ from typing import Any
 
 from extproc import __version__
 from extproc.core.model import Decision
-from extproc.otlp_spans import SpanEncoder, new_trace_id, resource_bytes, scope_bytes
-from extproc.privacy import HASH_DIGITS
-from extproc.span_export import SpanBatcher, bytes_exporter
+from extproc.telemetry.otlp_spans import SpanEncoder, new_trace_id, resource_bytes, scope_bytes
+from extproc.telemetry.privacy import HASH_DIGITS
+from extproc.telemetry.span_export import SpanBatcher, bytes_exporter
 
-log = logging.getLogger("extproc.tracing")
+log = logging.getLogger("extproc.telemetry.tracing")
 
 SPAN_NAME = "envoy.service.ext_proc.v3.ExternalProcessor/Process"
 # Span attributes, declared once.

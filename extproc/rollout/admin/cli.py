@@ -28,11 +28,11 @@ import grpc
 
 from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2 as pb
 from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2_grpc as pb_grpc
-from extproc.rollout import admin_wire as wire
 from extproc.rollout import controller_command
-from extproc.rollout.admin_access import ADMIN, ADMIN_TOKEN, bearer
-from extproc.rollout.admin_server import AdminExtension
-from extproc.rollout.admin_table import render_state, render_status
+from extproc.rollout.admin import wire
+from extproc.rollout.admin.access import ADMIN, ADMIN_TOKEN, bearer
+from extproc.rollout.admin.server import AdminExtension
+from extproc.rollout.admin.table import render_state, render_status
 from extproc.settings import env
 
 DEFAULT_TIMEOUT = 5.0

@@ -17,9 +17,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from extproc.otlp_spans import export_request
+from extproc.telemetry.otlp_spans import export_request
 
-log = logging.getLogger("extproc.tracing")
+log = logging.getLogger("extproc.telemetry.tracing")
 
 
 def _env_int(name: str, default: int) -> int:

@@ -16,7 +16,7 @@ import secrets
 ENV = "EXTPROC_ID_HASH_KEY"
 #: Length of every context id: hex digits of the truncated HMAC.
 HASH_DIGITS = 16
-log = logging.getLogger("extproc.privacy")
+log = logging.getLogger("extproc.telemetry.privacy")
 
 
 class IdHasher:

@@ -3,7 +3,7 @@
 The state store's interface is synchronous (the controller calls it from worker threads),
 and the sidecar's event loop serves requests and should not also carry etcd's gRPC traffic.
 So each process that talks to etcd starts one :class:`EtcdSession`: a daemon thread running
-an asyncio loop with one :class:`~extproc.rollout.etcd_client.EtcdClient` on it.
+an asyncio loop with one :class:`~extproc.rollout.stores.etcd_client.EtcdClient` on it.
 
 - ``call(fn)`` runs ``fn(client)`` there and waits (from any thread but the session's own);
   it raises what ``fn`` raised, or EtcdUnavailable if the whole call overran its deadline.
@@ -20,8 +20,8 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from extproc.rollout.etcd_client import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, EtcdClient
-from extproc.rollout.etcd_types import EtcdUnavailable
+from extproc.rollout.stores.etcd_client import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, EtcdClient
+from extproc.rollout.stores.etcd_types import EtcdUnavailable
 
 T = TypeVar("T")
 log = logging.getLogger("extproc.rollout.etcd")

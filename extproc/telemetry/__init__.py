@@ -1,0 +1,1 @@
+"""Telemetry: Prometheus metrics, decision spans (OTLP), keyed id hashing, the decision log."""
