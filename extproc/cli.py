@@ -19,7 +19,7 @@ from extproc.core.errors import RulesError
 from extproc.core.loader import load_rules, parse_rules
 from extproc.core.model import percent
 from extproc.core.yaml_source import compose, read_bytes
-from extproc.sidecar.worker_channel import WorkerChannel
+from extproc.sidecar.workers.channel import WorkerChannel
 
 
 def _settings_epilog() -> str:
@@ -82,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
     )
     if settings.workers > 1:
-        from extproc.sidecar.workers import Supervisor  # imports no grpc: its workers do
+        from extproc.sidecar.workers.supervisor import Supervisor  # imports no grpc: its workers do
 
         return Supervisor(settings).run()
     return _serve_one(settings, worker)

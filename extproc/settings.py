@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from extproc.address import split_host_port
-from extproc.rollout.stores.url import parse_store_url
+from extproc.addresses import parse_store_url, split_host_port
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,9 +33,10 @@ from typing import Any
 
 from extproc.stack.processes import NotReadyError, free_port
 from extproc.stack.stack import DEFAULT_RULES, find_envoy
-from loadtest import document, loads, procstat, report, soak
-from loadtest.rounds import Context, log, run_setup
-from loadtest.setups import (
+from loadtest import soak
+from loadtest.harness import document, loads, procstat, report
+from loadtest.harness.rounds import Context, log, run_setup
+from loadtest.harness.setups import (
     DEFAULT_SETUPS,
     SETUPS,
     BenchPorts,
@@ -44,7 +45,7 @@ from loadtest.setups import (
     ProcessorOptions,
     Upstream,
 )
-from loadtest.tools import ToolError, ensure_wrk, tool_version
+from loadtest.harness.tools import ToolError, ensure_wrk, tool_version
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 MAX_ROUNDS, MAX_DURATION = 20, 300

@@ -29,9 +29,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from extproc.stack.processes import free_port
-from loadtest import loads
-from loadtest.rounds import log
-from loadtest.setups import (
+from loadtest.harness import loads
+from loadtest.harness.rounds import log
+from loadtest.harness.setups import (
     BenchPorts,
     OtlpSink,
     Pinning,
@@ -39,7 +39,7 @@ from loadtest.setups import (
     SystemUnderTest,
     Upstream,
 )
-from loadtest.tools import ensure_wrk, pinned
+from loadtest.harness.tools import ensure_wrk, pinned
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?)(?::\d+)?\)$")
 TOP = 25

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtest import loads, measure, population, procstat
-from loadtest.measure import LoadResult
-from loadtest.setups import BenchPorts, Pinning, ProcessorOptions, SystemUnderTest, Upstream
-from loadtest.tools import pinned
+from loadtest.harness import loads, measure, population, procstat
+from loadtest.harness.measure import LoadResult
+from loadtest.harness.setups import BenchPorts, Pinning, ProcessorOptions, SystemUnderTest, Upstream
+from loadtest.harness.tools import pinned
 
 MAX_SOAK_SECONDS = 7200
 MAX_WARMUP_SECONDS = 120

@@ -40,9 +40,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from prometheus_client.parser import text_string_to_metric_families
 
 from extproc.stack.processes import ManagedProcess, Service, free_port, wait_until
-from loadtest import procstat
-from loadtest.setups import processor_env
-from loadtest.tools import ensure_tool, tool_version
+from loadtest.harness import procstat
+from loadtest.harness.setups import processor_env
+from loadtest.harness.tools import ensure_tool, tool_version
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "examples" / "rules.yaml"

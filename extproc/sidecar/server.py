@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prometheus_client import start_http_server
 
-from extproc.address import split_host_port
+from extproc.addresses import split_host_port
 from extproc.settings import ServeSettings
 from extproc.sidecar.health import HealthState
 from extproc.sidecar.models import EXT_PROC_SERVICE, GrpcModel, ServerModel, h2_model

@@ -1,7 +1,7 @@
 """Where a sidecar gets the rollout state: a file it polls, or etcd it watches.
 
 ``open_state_source(spec, poll_seconds)`` reads the ``--state`` setting (see
-extproc.rollout.stores.url): '' -> None (the rules' own share), a path or file:///path ->
+extproc.addresses): '' -> None (the rules' own share), a path or file:///path ->
 :class:`FileStateSource`, etcd://... -> :class:`EtcdStateSource`. Both feed the
 RulesHolder, which builds a whole new snapshot and swaps it, and both:
 
@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from extproc.addresses import EtcdTarget, FileLocation, parse_store_url
 from extproc.rollout.state import RolloutState
 from extproc.rollout.stores.state_store import read_state_file
-from extproc.rollout.stores.url import EtcdTarget, FileLocation, parse_store_url
 from extproc.sidecar.snapshot import ReloadResult, RulesHolder
 from extproc.sidecar.watch import ChangeDetector
 

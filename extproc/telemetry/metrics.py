@@ -127,7 +127,7 @@ class SupervisorMetrics:
     """The supervisor's own metrics (``extproc serve --workers N``), beside the workers'.
 
     Its /metrics serves these plus every worker's sidecar metrics with a ``worker`` label
-    (see extproc/sidecar/worker_metrics.py).
+    (see extproc/sidecar/workers/metrics.py).
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from extproc.addresses import EtcdTarget
 from extproc.rollout.stores.etcd_store import EtcdStateStore
-from extproc.rollout.stores.url import EtcdTarget
 from tests.fleet import figures
 from tests.support.etcd_cluster import EtcdCluster
 

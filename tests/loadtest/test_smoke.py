@@ -24,8 +24,8 @@ import pytest
 
 from extproc.stack import envoy_config
 from extproc.stack.stack import REPO_ROOT, find_envoy
-from loadtest import envoy_configs
-from loadtest.openloop import OpenLoopRun
+from loadtest.harness import envoy_configs
+from loadtest.harness.openloop import OpenLoopRun
 
 pytestmark = pytest.mark.envoy
 

@@ -20,7 +20,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_proc_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtest.procstat import group_pids
+from loadtest.harness.procstat import group_pids
 from tests.sidecar.harness import user_request, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

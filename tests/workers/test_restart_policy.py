@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from extproc.settings import ServeSettings
-from extproc.sidecar import workers as W
+from extproc.sidecar.workers import supervisor as W
 
 
 def _supervisor() -> W.Supervisor:

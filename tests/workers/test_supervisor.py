@@ -14,7 +14,7 @@ import pytest
 from extproc.core.decide import decide
 from extproc.core.errors import RulesError
 from extproc.core.loader import load_rules
-from extproc.sidecar.workers import STOP_MARGIN_SECONDS
+from extproc.sidecar.workers.supervisor import STOP_MARGIN_SECONDS
 from tests.sidecar.harness import expected_metadata, metadata_of, wait_for
 
 from .harness import EXAMPLE_RULES, children, process_state

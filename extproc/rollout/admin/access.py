@@ -13,7 +13,7 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 
-from extproc.address import split_host_port
+from extproc.addresses import split_host_port
 from extproc.settings import Setting
 
 ADMIN = Setting("EXTPROC_ADMIN", "127.0.0.1:50061", "admin API address (host:port or unix:PATH)")

@@ -30,12 +30,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from extproc.addresses import EtcdTarget
 from extproc.rollout.state import Change, RolloutState
 from extproc.rollout.stores.etcd_session import EtcdSession
 from extproc.rollout.stores.etcd_types import Compare, Entry, Put
 from extproc.rollout.stores.etcd_watch import StateWatch
 from extproc.rollout.stores.state_store import Conflict
-from extproc.rollout.stores.url import EtcdTarget
 
 Fence = Callable[[], int]  # the leader key's create revision, or raises FencedOut
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from extproc.addresses import FileLocation, parse_store_url
 from extproc.rollout.stores.state_store import FileStateStore, StateStore
-from extproc.rollout.stores.url import FileLocation, parse_store_url
 
 
 def open_store(spec: str) -> StateStore:

@@ -1,8 +1,8 @@
 """The private contract between the supervisor of ``extproc serve --workers N`` and a worker.
 
-The supervisor (extproc/sidecar/workers.py) starts each worker as ``python -m extproc serve``
-with the same settings, ``--workers 1``, ``--metrics 127.0.0.1:0`` (``''`` when the
-supervisor's metrics are off) and the environment
+The supervisor (extproc/sidecar/workers/supervisor.py) starts each worker as
+``python -m extproc serve`` with the same settings, ``--workers 1``, ``--metrics 127.0.0.1:0``
+(``''`` when the supervisor's metrics are off) and the environment
 variable ``EXTPROC_WORKER=INDEX:REPORT_FD:LIFELINE_FD`` (internal: not a user setting). The
 worker then
 

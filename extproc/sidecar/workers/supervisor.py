@@ -38,12 +38,12 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from extproc.address import split_host_port
+from extproc.addresses import split_host_port
 from extproc.core.errors import RulesError
 from extproc.core.loader import load_rules
 from extproc.settings import WORKERS, ServeSettings
-from extproc.sidecar.worker_channel import WORKER_ENV, WorkerChannel
-from extproc.sidecar.worker_metrics import WorkerExpositions
+from extproc.sidecar.workers.channel import WORKER_ENV, WorkerChannel
+from extproc.sidecar.workers.metrics import WorkerExpositions
 from extproc.telemetry.metrics import SupervisorMetrics
 from extproc.telemetry.privacy import ENV as ID_HASH_KEY
 

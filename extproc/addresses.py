@@ -1,4 +1,7 @@
-"""Where the rollout state lives, as one setting: a file or an etcd cluster. Pure parsing.
+"""Where things are, as settings spell them. Pure parsing; imports nothing of ours.
+
+``split_host_port`` reads host:port. The rollout state lives in a file or an etcd cluster,
+named by one setting:
 
     /var/run/tts/state.json                       the file store (one host; today's default)
     file:///var/run/tts/state.json                the same, as a URL
@@ -16,8 +19,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-from extproc.address import split_host_port
 
 ETCD_SCHEME = "etcd://"
 FILE_SCHEME = "file://"
@@ -89,3 +90,11 @@ def _etcd(spec: str) -> EtcdTarget:
     if len(set(endpoints)) != len(endpoints):
         raise ValueError(f"{spec!r}: a member is listed twice")
     return EtcdTarget(tuple(endpoints), prefix)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """'127.0.0.1:9464' or '[::1]:9464' -> (host, port); ValueError otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{address!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -16,7 +16,7 @@ that the client kept its schedule.
 The run is bounded: ``rate * duration`` requests at most, and it ends ``timeout`` seconds after
 the last scheduled send at the latest (responses still missing then count as ``timeout``).
 
-    python -m loadtest.openloop --port 10000 --rate 1000 --duration 10   # prints one JSON line
+    python -m loadtest.harness.openloop --port 10000 --rate 1000 --duration 10  # one JSON line
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from array import array
 from collections import Counter, deque
 from typing import TypedDict
 
-from loadtest.population import http1_request
-from loadtest.timing import DeadlineTimer, Summary, summarize
+from loadtest.harness.population import http1_request
+from loadtest.harness.timing import DeadlineTimer, Summary, summarize
 
 START_DELAY_NS = 50_000_000
 

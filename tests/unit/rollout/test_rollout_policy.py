@@ -14,7 +14,7 @@ from extproc.core.errors import RulesError
 from extproc.rollout import policy as policy_module
 from extproc.rollout.policy import FreezeWindow, load_policy, parse_policy
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INVALID = sorted((ROOT / "tests/fixtures/policy_invalid").glob("*.yaml"))
 EXPECT = re.compile(rb"^# expect: (.*)$", re.MULTILINE)
 PERCENT = BUCKETS // 100

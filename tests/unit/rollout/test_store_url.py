@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from extproc import settings as S
+from extproc.addresses import EtcdTarget, FileLocation, parse_store_url
 from extproc.rollout.stores.opener import open_store
 from extproc.rollout.stores.state_store import FileStateStore
-from extproc.rollout.stores.url import EtcdTarget, FileLocation, parse_store_url
 
 
 @pytest.mark.parametrize(

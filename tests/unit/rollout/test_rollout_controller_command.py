@@ -14,7 +14,7 @@ from extproc.rollout.guards.signals import EnvoyStatsSource, PrometheusSource
 from extproc.rollout.state import RolloutState
 from extproc.rollout.stores.state_store import FileStateStore
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "examples" / "rules.yaml"
 POLICY = """policy:
   rollout: gpt-sovits-v2

@@ -18,7 +18,7 @@ A window's figures are a flat ``dict[str, float]`` (plain data, JSON as is):
   disturbed by something else running. ``sut_cpus_busy``: how busy the CPUs of Envoy and the
   processor were, for any reason (interrupts included; from /proc/stat, tick-sampled, so
   meaningful at saturation): near 1.0 means the setup was CPU-bound.
-- Load-specific figures, prefixed by the caller's load function (see :mod:`loadtest.loads`).
+- Load-specific figures, prefixed by the caller's load function (see :mod:`loadtest.harness.loads`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from loadtest import procstat
-from loadtest.setups import SystemUnderTest, Upstream
+from loadtest.harness import procstat
+from loadtest.harness.setups import SystemUnderTest, Upstream
 
 COUNTERS = (
     r"^(http\.tts_ingress\.(downstream_rq_(completed|2xx)|ext_proc\.(streams_started|"

@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from loadtest import population
-from loadtest.measure import LoadResult
-from loadtest.openloop import OpenLoopResult
-from loadtest.setups import processor_env
+from loadtest.harness import population
+from loadtest.harness.measure import LoadResult
+from loadtest.harness.openloop import OpenLoopResult
+from loadtest.harness.setups import processor_env
 
 __all__ = ["LoadError", "fixed_rate", "open_loop_argv", "processor_env", "saturate"]
-from loadtest.tools import pinned
+from loadtest.harness.tools import pinned
 
 USERS_LUA = Path(__file__).with_name("users.lua")
 MARGIN_SECONDS = 30
@@ -79,9 +79,9 @@ def saturate(
 
 
 def open_loop_argv(port: int, rate: float, seconds: float) -> list[str]:
-    """The open-loop client's command line (``python -m loadtest.openloop``)."""
+    """The open-loop client's command line (``python -m loadtest.harness.openloop``)."""
     return [
-        sys.executable, "-m", "loadtest.openloop", "--port", str(port), "--rate", str(rate),
+        sys.executable, "-m", "loadtest.harness.openloop", "--port", str(port), "--rate", str(rate),
         "--duration", str(seconds), "--timeout", str(OPEN_LOOP_TIMEOUT_SECONDS),
     ]  # fmt: skip
 

@@ -24,7 +24,7 @@ from extproc.rollout.policy import Guard
 from extproc.rollout.state import Verdict
 from tests.support.fake_envoy_stats import FakeEnvoyStats
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CAPTURED = ROOT / "tests/fixtures/envoy_stats_prometheus.txt"
 INF = math.inf
 

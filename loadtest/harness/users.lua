@@ -1,4 +1,4 @@
--- wrk script: POST /tts from many distinct users (see loadtest/population.py, which passes
+-- wrk script: POST /tts from many distinct users (see loadtest/harness/population.py, which passes
 -- the population as arguments: wrk ... -s users.lua URL -- USERS REGIONS_CSV DEVICES_CSV).
 -- Request i comes from user (i % USERS) with that user's fixed region and device.
 -- done() prints one JSON line (prefixed "WRK_JSON ") that loadtest/wrk.py parses.

@@ -18,7 +18,7 @@ from extproc import healthcheck
 from extproc.sidecar.models import EXT_PROC_SERVICE
 from extproc.stack.processes import ManagedProcess, free_port, grpc_serving, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RULES = ROOT / "examples" / "rules.yaml"
 
 

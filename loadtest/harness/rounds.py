@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest import loads, measure, procstat
-from loadtest.setups import BenchPorts, Pinning, ProcessorOptions, SystemUnderTest, Upstream
+from loadtest.harness import loads, measure, procstat
+from loadtest.harness.setups import BenchPorts, Pinning, ProcessorOptions, SystemUnderTest, Upstream
 
 SETTLE_SECONDS = 0.5
 

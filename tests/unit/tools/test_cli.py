@@ -11,7 +11,7 @@ import pytest
 
 from extproc.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples/rules.yaml"
 INVALID = ROOT / "tests/fixtures/rules_invalid"
 

@@ -13,7 +13,7 @@ from extproc.core.loader import load_rules, parse_rules
 from extproc.core.model import Cohort
 from extproc.core.yaml_source import MAX_BYTES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INVALID = sorted((ROOT / "tests/fixtures/rules_invalid").glob("*.yaml"))
 EXPECT = re.compile(rb"^# expect: (.*)$", re.MULTILINE)
 

@@ -14,7 +14,7 @@ import xxhash
 from extproc.core.bucket import BUCKETS, bucket_of, in_v2, salt_prefix
 
 VECTORS = json.loads(
-    (Path(__file__).resolve().parents[1] / "fixtures/bucket_vectors.json").read_text("utf-8")
+    (Path(__file__).resolve().parents[2] / "fixtures/bucket_vectors.json").read_text("utf-8")
 )
 
 

@@ -20,7 +20,7 @@ from extproc.sidecar.models import EXT_PROC_SERVICE
 from extproc.stack.processes import ManagedProcess, free_port, grpc_serving, wait_until
 from tests.support import cli_help, dockerfile, k8s
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / "deploy" / "Dockerfile.dockerignore"
 INSTRUCTIONS = dockerfile.parse(DOCKERFILE)

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from loadtest import report
+from loadtest.harness import report
 
 HOW_TO_READ = """\
 How to read it: every figure is the median over rounds; ratios and added latencies are

@@ -52,8 +52,8 @@ from extproc.stack.stack import (
     REPO_ROOT,
     find_envoy,
 )
-from loadtest import envoy_configs
-from loadtest.tools import pinned
+from loadtest.harness import envoy_configs
+from loadtest.harness.tools import pinned
 
 SETUPS = ("native", "naive", "sidecar", "traced", "bare")
 DEFAULT_SETUPS = ("native", "naive", "sidecar", "traced")

@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from extproc.address import split_host_port
+from extproc.addresses import EtcdTarget, parse_store_url, split_host_port
 from extproc.core.loader import load_rules
 from extproc.deploy import envoy_k8s
 from extproc.rollout.admin.access import ADMIN_TOKEN
 from extproc.rollout.policy import load_policy
-from extproc.rollout.stores.url import EtcdTarget, parse_store_url
 from extproc.sidecar.models import EXT_PROC_SERVICE
 from extproc.stack.envoy_config import LISTENER, SIDECAR_CLUSTER, TTS_CLUSTERS
 from tests.support import k8s

@@ -1,6 +1,7 @@
 """deploy/: the Prometheus config and alerts pass promtool (check + unit tests), and the Grafana
 dashboard is well formed, its queries are valid PromQL and name only metrics the stack exports
-(the checked-in list, itself verified against a live scrape by tests/e2e/test_observability.py).
+(the checked-in list, itself verified against a live scrape by
+tests/e2e/observability/test_observability.py).
 
 promtool comes from the Debian package ``prometheus``: missing, these tests fail under CI and
 are skipped elsewhere.

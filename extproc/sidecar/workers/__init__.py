@@ -1,0 +1,1 @@
+"""serve --workers N: a grpc-free supervisor, its control channel and the merged metrics."""

@@ -1,0 +1,1 @@
+"""The load-test harness: setups, loads, measurement, rounds and the report."""
