@@ -31,7 +31,7 @@ _COHORTS = {c.value: c for c in Cohort}
 
 
 def load_rules(path: str | Path) -> Rules:
-    """Load and validate one rules file (see README "Rules file" for the schema)."""
+    """Load and validate one rules file (see docs/rules.md for the schema)."""
     path = Path(path)
     data = read_bytes(path)
     return parse_rules(str(path), data)

@@ -17,7 +17,7 @@ from extproc.core.model import Decision
 
 #: Request header that carries the cohort to Envoy's router.
 COHORT_HEADER = "x-tts-cohort"
-#: Dynamic metadata namespace (see envoy/envoy.yaml and README "Observability").
+#: Dynamic metadata namespace (see envoy/envoy.yaml and docs/observability.md).
 METADATA_NAMESPACE = "tts_canary"
 
 ProcessingRequest = ext_proc.ProcessingRequest

@@ -4,7 +4,7 @@ xds-protos ships a stale ``opentelemetry/proto/`` whose ``common_pb2`` lacks
 ``InstrumentationScope``; installed last, it breaks the OTLP exporter at import.
 The test reproduces exactly that module state in a child process and starts the
 sidecar with tracing on: it must exit 3 with the fix in the message, not serve
-half-working. (That the README's install exports spans is shown by test_tracing.)
+half-working. (That the install scripts/setup makes exports spans is shown by test_tracing.)
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def test_a_stale_opentelemetry_proto_stops_the_sidecar_with_the_fix(tmp_path: Pa
 def test_the_real_install_has_the_current_opentelemetry_proto() -> None:
     from opentelemetry.proto.common.v1 import common_pb2
 
-    assert hasattr(common_pb2, "InstrumentationScope"), "run scripts/setup (see README)"
+    assert hasattr(common_pb2, "InstrumentationScope"), (
+        "run scripts/setup (see docs/observability.md)"
+    )
     assert tracing_configured({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"})
     assert not tracing_configured({})
     assert not tracing_configured(

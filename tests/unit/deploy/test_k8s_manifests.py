@@ -19,7 +19,7 @@ import yaml
 from tests.support import istio, k8s
 from tests.support.tools import running_in_ci
 
-#: The version we validate against (and state in README "Running a fleet"), plus the newest
+#: The version we validate against (and state in docs/fleet.md), plus the newest
 #: the schemas know, to catch an API that was removed since. Native sidecar containers and
 #: the preStop sleep action need Kubernetes 1.30 or later.
 K8S_VERSIONS = ("1.31.0", "1.37.0")
