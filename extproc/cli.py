@@ -20,6 +20,7 @@ from extproc.core.loader import load_rules, parse_rules
 from extproc.core.model import percent
 from extproc.core.yaml_source import compose, read_bytes
 from extproc.sidecar.workers.channel import WorkerChannel
+from extproc.telemetry.privacy import ENV as ID_HASH_ENV
 
 
 def _settings_epilog() -> str:
@@ -27,6 +28,7 @@ def _settings_epilog() -> str:
         S.RULES,
         S.LISTEN,
         S.METRICS,
+        S.STATE,
         S.SERVER,
         S.WORKERS,
         S.GRACE,
@@ -34,6 +36,7 @@ def _settings_epilog() -> str:
         S.LOOP,
         S.DECISION_LOG,
         S.LOG_LEVEL,
+        S.Setting(ID_HASH_ENV, "", "secret of the keyed user-id hash; '' = random per process"),
     ]
     lines = ["environment (flags win):"]
     lines += [f"  {s.env:<28} default {s.default!r:<18} {s.help}" for s in rows]
