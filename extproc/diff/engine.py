@@ -82,12 +82,22 @@ def run_diff(
     return Diff(old, new, population.size, tuple(population.groups), dict(counts), samples)
 
 
+MISSING, INVALID = -1, -2  # "buckets" of users without a usable key
+
+
 def buckets(plan_: Plan, chunk: Chunk) -> np.ndarray:
-    """The bucket of every user of ``chunk`` under ``plan_``'s salt; -1 = no usable key."""
-    out = np.full(chunk.size, -1, dtype=np.int64)
+    """The bucket of every user of ``chunk`` under ``plan_``'s salt, or MISSING (no key) or
+    INVALID (a key longer than the rules' max_key_bytes)."""
+    out = np.full(chunk.size, MISSING, dtype=np.int64)
+    limit = plan_.max_key_bytes
     for block in chunk.blocks:
-        if block.keys.shape[1] <= plan_.max_key_bytes:
-            out[block.rows] = buckets_block(plan_.prefix, block.keys)
+        # The sidecar (Decider._key) refuses a key only when both its character count and
+        # its byte count exceed the limit, i.e. it limits characters; do exactly the same.
+        chars = block.keys.shape[1] if block.chars is None else block.chars
+        fits = np.broadcast_to(np.asarray(chars) <= limit, block.rows.shape)
+        out[block.rows] = INVALID
+        if fits.any():
+            out[block.rows[fits]] = buckets_block(plan_.prefix, block.keys[fits])
     return out
 
 
@@ -107,22 +117,17 @@ def _tally_chunk(
     keep = np.ones(chunk.size, dtype=np.bool_)
     lo, hi = np.searchsorted(special, [chunk.start, chunk.start + chunk.size])
     keep[np.asarray(special[lo:hi], dtype=np.int64) - chunk.start] = False
-    code = ((chunk.group * 2 + (b_old >= 0)) * 2 + (b_new >= 0)) * 4 + v2_old * 2 + v2_new
-    tally = np.bincount(code[keep], minlength=len(old.fixed) * 16)
-    for value in np.flatnonzero(tally):
-        g, k_old, k_new, o, n = (
-            value // 16,
-            value // 8 % 2,
-            value // 4 % 2,
-            value // 2 % 2,
-            value % 2,
-        )
+    # One bincount over (group, key state under OLD, under NEW, cohort under OLD, under NEW).
+    code = ((chunk.group * 3 + _state(b_old)) * 3 + _state(b_new)) * 4 + v2_old * 2 + v2_new
+    tally = np.bincount(code[keep], minlength=len(old.fixed) * 36)
+    for value in map(int, np.flatnonzero(tally)):
+        g, s_old, s_new = value // 36, value // 12 % 3, value // 4 % 3
         cell = Cell(
             int(g),
-            (old.keyed_rule if k_old else old.unkeyed_rule)[g],
-            (new.keyed_rule if k_new else new.unkeyed_rule)[g],
-            bool(o),
-            bool(n),
+            _rule(old, s_old, g),
+            _rule(new, s_new, g),
+            bool(value // 2 % 2),
+            bool(value % 2),
         )
         counts[cell] += int(tally[value])
     for direction, mask in ((UP, ~v2_old & v2_new), (DOWN, v2_old & ~v2_new)):
@@ -130,6 +135,15 @@ def _tally_chunk(
         if need > 0:
             rows = np.flatnonzero(mask & keep)[:need]
             picked[direction].extend(int(r) + chunk.start for r in rows)
+
+
+def _state(bucket: np.ndarray) -> np.ndarray:
+    """0 keyed, 1 missing, 2 invalid."""
+    return np.where(bucket >= 0, 0, np.where(bucket == MISSING, 1, 2))
+
+
+def _rule(plan_: Plan, state: int, group: int) -> str:
+    return (plan_.keyed_rule, plan_.unkeyed_rule, plan_.invalid_rule)[state][group]
 
 
 def _decide_one(old: Rules, new: Rules, population: Population, index: int) -> Cell:

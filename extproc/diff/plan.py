@@ -38,11 +38,12 @@ class Plan:
     share: I64  # buckets (0 where fixed)
     keyed_rule: tuple[str, ...]  # the rule label a keyed user's decision carries
     unkeyed_v2: B  # the cohort of a user without a usable key
-    unkeyed_rule: tuple[str, ...]
+    unkeyed_rule: tuple[str, ...]  # ... whose key is absent
+    invalid_rule: tuple[str, ...]  # ... whose key is longer than max_key_bytes
     max_key_bytes: int
 
     def cohorts(self, group: I64, bucket: I64) -> B:
-        """v2? for users of ``group`` whose key has ``bucket`` (-1: no usable key)."""
+        """v2? for users of ``group`` whose key has ``bucket`` (negative: no usable key)."""
         fixed = self.fixed[group]
         split = bucket < self.share[group]
         keyed = np.where(fixed == SPLIT, split, fixed == 1)
@@ -63,7 +64,8 @@ def probe_key(rules: Sequence[Rules]) -> str:
 def plan(rules: Rules, groups: Sequence[Group], probe: str) -> Plan:
     decider = Decider(rules)
     user_header = rules.identity.user_header
-    fixed, share, keyed_rule, unkeyed_v2, unkeyed_rule = [], [], [], [], []
+    too_long = "x" * (rules.identity.max_key_bytes + 1)
+    fixed, share, keyed_rule, unkeyed_v2, unkeyed_rule, invalid_rule = [], [], [], [], [], []
     for group in groups:
         headers = group.request_headers(rules.attributes.region, rules.attributes.device)
         for name in (user_header, *rules.identity.fallback_headers):
@@ -81,6 +83,9 @@ def plan(rules: Rules, groups: Sequence[Group], probe: str) -> Plan:
         keyed_rule.append(with_key.rule)
         unkeyed_v2.append(without.cohort is Cohort.V2)
         unkeyed_rule.append(without.rule)
+        invalid = decider.decide({**headers, user_header: too_long})
+        assert invalid.cohort is without.cohort, "an invalid key is decided as a missing one"
+        invalid_rule.append(invalid.rule)
     return Plan(
         rules=rules,
         prefix=salt_prefix(rules.salt),
@@ -89,5 +94,6 @@ def plan(rules: Rules, groups: Sequence[Group], probe: str) -> Plan:
         keyed_rule=tuple(keyed_rule),
         unkeyed_v2=np.array(unkeyed_v2, dtype=np.bool_),
         unkeyed_rule=tuple(unkeyed_rule),
+        invalid_rule=tuple(invalid_rule),
         max_key_bytes=rules.identity.max_key_bytes,
     )

@@ -49,6 +49,7 @@ class KeyBlock:
 
     rows: I64
     keys: U8  # shape (len(rows), length)
+    chars: I64 | None = None  # characters per key when not all ASCII (None: = bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,19 +160,21 @@ class ListPopulation:
     def chunks(self) -> Iterator[Chunk]:
         for start in range(0, self.size, self._chunk):
             ids = self.ids[start : start + self._chunk]
-            by_length: dict[int, tuple[list[int], list[bytes]]] = {}
+            by_length: dict[int, tuple[list[int], list[bytes], list[int]]] = {}
             for row, user_id in enumerate(ids):
                 key = user_id.encode("utf-8", "surrogateescape")
                 if key:
-                    rows, keys = by_length.setdefault(len(key), ([], []))
+                    rows, keys, chars = by_length.setdefault(len(key), ([], [], []))
                     rows.append(row)
                     keys.append(key)
+                    chars.append(len(user_id))
             blocks = tuple(
                 KeyBlock(
                     np.array(rows, dtype=np.int64),
                     np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(rows), length),
+                    None if min(chars) == length else np.array(chars, dtype=np.int64),
                 )
-                for length, (rows, keys) in sorted(by_length.items())
+                for length, (rows, keys, chars) in sorted(by_length.items())
             )
             yield Chunk(start, self._group_of[start : start + len(ids)], blocks)
 
