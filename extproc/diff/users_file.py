@@ -103,6 +103,4 @@ def _check_columns(name: str, columns: list[str], key_headers: set[str]) -> None
         if not _HEADER_NAME.fullmatch(column):
             raise UsersFileError(name, 1, column or "(empty)", "not a header name")
         if column in key_headers:
-            raise UsersFileError(
-                name, 1, column, "a key header of the rules; put the user's key in 'id'"
-            )
+            raise UsersFileError(name, 1, column, "a key header of the rules; the key goes in 'id'")
