@@ -57,9 +57,13 @@ def test_a_rollback_fires_an_alert_that_routes_and_a_resume_resolves_it(tmp_path
         assert isinstance(controller.notifier, Notifier)
         with controller.notifier.running():
             controller.apply("start", "alice")
-            wait_until(lambda: named(am.alerts(), "TtsCanaryTransition"), "the start alert", 15)
+            wait_until(
+                lambda: bool(named(am.alerts(), "TtsCanaryTransition")), "the start alert", 15
+            )
             controller.apply("rollback", "bob")
-            wait_until(lambda: named(am.alerts(), "TtsCanaryRollback"), "the rollback alert", 15)
+            wait_until(
+                lambda: bool(named(am.alerts(), "TtsCanaryRollback")), "the rollback alert", 15
+            )
             (alert,) = named(am.alerts(), "TtsCanaryRollback")
             wait_until(lambda: routed(team, "TtsCanaryRollback", "firing"), "the route", 15)
             controller.apply("resume", "carol")
