@@ -81,7 +81,7 @@ def test_a_rollback_fires_an_alert_that_routes_and_a_resume_resolves_it(tmp_path
     notes = alert["annotations"]
     assert notes["reason"] == "rollback" and notes["actor"] == "bob"
     assert notes["event_id"] == "gpt-sovits-v2/r2/rollback"
-    assert notes["summary"] == "gpt-sovits-v2 ROLLED BACK: 10% -> 0% (rollback)"
+    assert notes["summary"] == "gpt-sovits-v2 ROLLED BACK: 10% → 0% (rollback)"
     assert alert["startsAt"] < alert["endsAt"]
     info = controller.notifier.metrics.value(
         "tts_canary_notifications_total", sink="alertmanager", outcome="delivered"

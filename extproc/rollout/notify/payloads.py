@@ -25,7 +25,7 @@ _SLACK_HEADER_MAX = 150  # Block Kit's limit for a header's plain text
 
 
 def headline(event: Event) -> str:
-    """One line for people: 'gpt-sovits-v2 rolled back: 20% -> 0% (guard breach: v2-p95)'."""
+    """One line for people: 'gpt-sovits-v2 ROLLED BACK: 20% → 0% (guard breach: v2-p95)'."""
     verb = {
         "start": "started",
         "step": "stepped",
@@ -36,7 +36,7 @@ def headline(event: Event) -> str:
         "completed": "completed",
         "leadership": "has a new controller leader",
     }[event.kind]
-    shares = f"{event.from_share} -> {event.to_share}"
+    shares = f"{event.from_share} → {event.to_share}"
     if event.kind == "leadership":
         return f"{event.rollout} {verb}: {event.actor} ({event.to_phase}, {event.to_share})"
     return f"{event.rollout} {verb}: {shares} ({event.reason})"
@@ -47,10 +47,11 @@ def webhook_body(event: Event) -> dict[str, Any]:
 
 
 def slack_body(event: Event) -> dict[str, Any]:
+    """Operators' words (actor, reason) are escaped: no mention or link can ride in them."""
     text = headline(event)
     icon = ":rotating_light:" if event.kind == "rollback" else ":information_source:"
     details = (
-        f"*Phase* {event.from_phase} -> {event.to_phase}   *Share (v2)* {event.from_share} -> "
+        f"*Phase* {event.from_phase} → {event.to_phase}   *Share (v2)* {event.from_share} → "
         f"{event.to_share}   *Stage* {event.stage}   *Revision* {event.revision}"
     )
     blocks: list[dict[str, Any]] = [
@@ -62,9 +63,14 @@ def slack_body(event: Event) -> dict[str, Any]:
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Guards* {figures}"}}
         )
-    context = f"by {event.actor} at {iso_time(event.at)}: {event.reason}"
+    context = _slack_escape(f"by {event.actor} at {iso_time(event.at)}: {event.reason}")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
-    return {"text": f"{icon} {text}", "blocks": blocks}
+    return {"text": f"{icon} {_slack_escape(text)}", "blocks": blocks}
+
+
+def _slack_escape(text: str) -> str:
+    """Slack's three control characters in message text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def alertmanager_alerts(

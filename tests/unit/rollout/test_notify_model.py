@@ -3,6 +3,7 @@ sink, the webhook signature and the secrets read at start-up."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -118,12 +119,16 @@ def test_a_rollback_event_carries_the_guard_figures_and_who_and_why() -> None:
 def test_slack_gets_text_and_blocks_with_the_figures_of_a_rollback() -> None:
     rollback = walk()[3]
     body = payloads.slack_body(rollback)
-    assert body["text"].startswith(":rotating_light: gpt-sovits-v2 ROLLED BACK: 20% -> 0%")
+    assert body["text"].startswith(":rotating_light: gpt-sovits-v2 ROLLED BACK: 20% → 0%")
     types = [b["type"] for b in body["blocks"]]
     assert types == ["header", "section", "section", "context"]
     assert "v2-p95 fail 1.02" in body["blocks"][2]["text"]["text"]
     step = payloads.slack_body(walk()[1])
     assert [b["type"] for b in step["blocks"]] == ["header", "section", "context"]
+    pause = walk()[2]
+    sly = payloads.slack_body(dataclasses.replace(pause, actor="<!channel> & co"))
+    assert "&lt;!channel&gt; &amp; co" in sly["blocks"][-1]["elements"][0]["text"]
+    assert "<!channel>" not in json.dumps(sly)
 
 
 def test_alertmanager_gets_a_firing_rollback_alert_and_its_resolve_on_resume() -> None:
