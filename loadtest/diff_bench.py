@@ -5,8 +5,10 @@
 Two rules changes over N synthetic users (the CLI's population: every region and device
 glob of the rules, uniform): a wider rule share (one salt, so each key is hashed once) and
 a new salt (every key hashed under both salts). Each is run R times; the median counts.
-The reference, measured in the same run, is the scalar way: ``Decider.decide`` per user
-(which hashes with ``xxhash.xxh64_intdigest``) on ``--reference`` users, extrapolated to N.
+References, measured in the same run on ``--reference`` users: the scalar way,
+``Decider.decide`` per user (which hashes with ``xxhash.xxh64_intdigest``), extrapolated to
+N; and the buckets alone (no rules, no counting), vectorized and in a Python loop of
+``xxh64_intdigest`` calls.
 CPU time of this process (pinned to CPU 0), so other load on the machine mostly shows as
 wall time. Prints one JSON line.
 """
@@ -20,12 +22,16 @@ import statistics
 import time
 from dataclasses import replace
 
+import xxhash
+
+from extproc.core.bucket import BUCKETS
 from extproc.core.decide import Decider
 from extproc.core.loader import load_rules
 from extproc.core.model import Rules
 from extproc.diff import catalog
 from extproc.diff.engine import UP, run_diff
 from extproc.diff.population import SyntheticPopulation
+from extproc.diff.xxh64 import buckets_block
 from extproc.stack.stack import DEFAULT_RULES
 
 
@@ -54,11 +60,30 @@ def scalar_seconds_per_user(rules: Rules, users: int) -> float:
     return (time.process_time() - started) / users
 
 
+def buckets_only_seconds(rules: Rules, users: int, reference: int) -> tuple[float, float]:
+    """CPU seconds to compute the buckets of ``user-0 .. user-(users-1)`` and nothing else:
+    vectorized (keys made and hashed in numpy blocks), and as a Python loop of one bytes
+    format and one ``xxhash.xxh64_intdigest`` call per user (timed on ``reference`` users,
+    extrapolated)."""
+    prefix = rules.salt.encode() + b":"
+    population = SyntheticPopulation(users, [None], [None])
+    started = time.process_time()
+    for chunk in population.chunks():
+        for block in chunk.blocks:
+            buckets_block(prefix, block.keys)
+    vectorized = time.process_time() - started
+    digest = xxhash.xxh64_intdigest
+    started = time.process_time()
+    for i in range(reference):
+        (digest(prefix + b"user-%d" % i) * BUCKETS) >> 64
+    return vectorized, (time.process_time() - started) * users / reference
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--reference", type=int, default=200_000)
+    parser.add_argument("--reference", type=int, default=1_000_000)
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})
     old = load_rules(DEFAULT_RULES)
@@ -76,6 +101,8 @@ def main() -> None:
             "moved_up": runs[0][2],
         }
     per_user = scalar_seconds_per_user(old, args.reference)
+    vectorized, loop = buckets_only_seconds(old, args.users, args.reference)
+    out["buckets_only_cpu_s"] = {"numpy": round(vectorized, 3), "xxhash_loop": round(loop, 3)}
     out["scalar_decide_users_per_s"] = round(1 / per_user)
     out["scalar_decide_s_for_users"] = round(per_user * args.users, 1)
     same_salt = out["same_salt"]
