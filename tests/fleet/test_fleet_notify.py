@@ -3,7 +3,7 @@ sends. Two replicas with the same policy (a webhook sink to one loopback receive
 rollout; the leader hands over on SIGTERM mid-ramp. The receiver gets every revision of the
 audit log exactly once, each from the replica that wrote it, plus one leadership event per
 new leader; the standby sends nothing while standing by. The new leader's ``--metrics``
-counts its deliveries."""
+counts its deliveries and serves every declared notification series."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from extproc.rollout.notify import metrics
 from extproc.stack.processes import free_port, wait_until
 from tests.fleet.conftest import StoreFactory
 from tests.fleet.controllers import RAMP_POLICY, FleetController, current, leader_of
+from tests.support import promql
 from tests.support.etcd_cluster import EtcdCluster
 from tests.support.notify_receiver import Receiver, verify_signature
 
@@ -40,8 +42,8 @@ def test_only_the_leader_notifies_and_each_revision_arrives_once(
         url = etcd.url(prefix)
         a = FleetController("ctrl-a", policy, url, tmp_path)
         b = FleetController("ctrl-b", policy, url, tmp_path)
-        metrics = f"127.0.0.1:{free_port()}"
-        b.process.argv += ["--metrics", metrics]
+        metrics_address = f"127.0.0.1:{free_port()}"
+        b.process.argv += ["--metrics", metrics_address]
         store = open_store()
         try:
             a.start()
@@ -62,7 +64,7 @@ def test_only_the_leader_notifies_and_each_revision_arrives_once(
                 "the last revision delivered",
                 15,
             )
-            with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
+            with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as response:
                 exposition = response.read().decode()
         finally:
             a.stop()
@@ -86,3 +88,6 @@ def test_only_the_leader_notifies_and_each_revision_arrives_once(
     delivered_by_b = len([b for b in bodies if b["controller"].startswith("ctrl-b")])
     line = 'tts_canary_notifications_total{outcome="delivered",sink="ops"}'
     assert f"{line} {float(delivered_by_b)}" in exposition
+    exposed = {n for n in promql.exposed_names(exposition) if n.startswith("tts_canary_")}
+    declared = {n for n in metrics.NAMES if n in exposed or f"{n}_bucket" in exposed}
+    assert declared == set(metrics.NAMES)  # every declared series is served by --metrics
