@@ -23,6 +23,7 @@ import numpy.typing as npt
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 CHUNK = 1 << 20
+LIST_CHUNK = 1 << 17  # users of a list are Python objects per chunk: keep chunks small
 SYNTHETIC_PREFIX = "user-"
 
 
@@ -148,14 +149,17 @@ class ListPopulation:
         ids: Sequence[str],
         group_of: Sequence[int],
         groups: Sequence[Group],
-        chunk: int = CHUNK,
+        chunk: int = LIST_CHUNK,
+        index: Mapping[str, int] | None = None,
     ) -> None:
+        """``ids`` are unique (empty ones aside); ``index`` (id -> position), if the caller
+        has one, saves building it again."""
         self.ids = ids
         self.size = len(ids)
         self.groups = tuple(groups)
         self._group_of = np.asarray(group_of, dtype=np.int64)
         self._chunk = chunk
-        self._index: Mapping[str, int] | None = None
+        self._index = index
 
     def chunks(self) -> Iterator[Chunk]:
         for start in range(0, self.size, self._chunk):

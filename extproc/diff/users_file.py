@@ -15,6 +15,7 @@ header rules. An empty cell means the header is absent. Errors say
 
 from __future__ import annotations
 
+import array
 import csv
 import re
 from collections.abc import Iterable
@@ -23,7 +24,7 @@ from pathlib import Path
 from extproc.diff.population import Group, ListPopulation
 
 _HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
-MAX_USERS = 50_000_000
+MAX_USERS = 20_000_000  # held in memory: ~0.25 GB per million users
 
 
 class UsersFileError(ValueError):
@@ -57,9 +58,10 @@ def _read(name: str, rows: Iterable[list[str]], key_headers: set[str]) -> ListPo
     at = {c: i for i, c in enumerate(columns)}
     extra = [c for c in columns if c not in ("id", "region", "device")]
     ids: list[str] = []
-    group_of: list[int] = []
+    group_of = array.array("l")
+    lines = array.array("l")
     groups: dict[Group, int] = {}
-    first_line: dict[str, int] = {}
+    index: dict[str, int] = {}  # id -> position (duplicates; force-list lookups)
     for line, row in enumerate(reader, start=2):
         if not row:
             continue
@@ -68,22 +70,22 @@ def _read(name: str, rows: Iterable[list[str]], key_headers: set[str]) -> ListPo
                 name, line, "(row)", f"{len(row)} cells, the header names {len(columns)}"
             )
         user_id = row[at["id"]]
-        if user_id and user_id in first_line:
-            raise UsersFileError(
-                name, line, "id", f"duplicate id (first on line {first_line[user_id]})"
-            )
+        if user_id and user_id in index:
+            first = lines[index[user_id]]
+            raise UsersFileError(name, line, "id", f"duplicate id (first on line {first})")
         if len(ids) >= MAX_USERS:
             raise UsersFileError(name, line, "(row)", f"more than {MAX_USERS} users")
         if user_id:
-            first_line[user_id] = line
+            index[user_id] = len(ids)
         group = Group(
             region=_cell(row, at.get("region")),
             device=_cell(row, at.get("device")),
             headers=tuple((c, row[at[c]]) for c in extra if row[at[c]]),
         )
         ids.append(user_id)
+        lines.append(line)
         group_of.append(groups.setdefault(group, len(groups)))
-    return ListPopulation(ids, group_of, list(groups))
+    return ListPopulation(ids, group_of, list(groups), index=index)
 
 
 def _cell(row: list[str], index: int | None) -> str | None:
