@@ -194,3 +194,23 @@ def test_a_rollback_is_written_while_the_receiver_hangs(tmp_path: Path) -> None:
         ("rollback", "bob", 2),
     ]
     assert bodies[1]["controller"] == "test:1"
+
+
+def test_a_slack_compatible_sink_posts_text_and_blocks_to_its_secret_url() -> None:
+    text = b"""policy:
+  rollout: gpt-sovits-v2
+  initial_share: 10%
+  notify:
+    - {name: sink, type: slack, url: {env: TTS_TEST_SLACK}}
+"""
+    specs = parse_policy("policy.yaml", text).notify
+    with Receiver() as receiver:
+        sinks = build_sinks(specs, {"TTS_TEST_SLACK": receiver.url + "/services/T0/B0/x"})
+        with running(Notifier(sinks, backoff=FAST)) as n:
+            n.publish(event())
+            wait_until(lambda: len(receiver.delivered()) == 1, "the Slack message", 10)
+    (got,) = receiver.received
+    body = got.json()
+    assert got.path == "/services/T0/B0/x" and "x-tts-canary-signature" not in got.headers
+    assert body["text"].startswith(":rotating_light: gpt-sovits-v2 ROLLED BACK: 20% → 0%")
+    assert [b["type"] for b in body["blocks"]] == ["header", "section", "section", "context"]
