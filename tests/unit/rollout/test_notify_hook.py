@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from extproc.rollout.notify import events
+from extproc.rollout.notify.notifier import Notifier
 from extproc.rollout.state import Phase, Transition, TransitionError
 from tests.unit.rollout.test_rollout_controller import Rig
 
@@ -53,3 +54,14 @@ def test_a_refused_change_is_not_heard(tmp_path: Path) -> None:
         rig.controller.apply("pause", "bob")  # pending cannot pause
     rig.traffic(5)  # checks that change nothing
     assert recorder.heard == []
+
+
+def test_the_notifier_hook_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    """A notification bug must not break the controller: it is logged, not raised."""
+    notifier = Notifier(())
+
+    class Broken:
+        revision = 9
+
+    notifier.transition(Broken())  # type: ignore[arg-type]
+    assert "could not announce revision 9" in caplog.text
