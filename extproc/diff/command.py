@@ -133,4 +133,11 @@ def _with_state(spec: str, old: Rules, new: Rules) -> tuple[Rules, Rules]:
         close = getattr(store, "close", None)
         if close is not None:
             close()
+    for rules in (old, new):
+        if state is not None and state.rollout != rules.name:
+            print(
+                f"extproc diff: {rules.source}: rollout {rules.name!r} is not the state's "
+                f"{state.rollout!r}; its own shares apply (as in a sidecar)",
+                file=sys.stderr,
+            )
     return apply_state(old, state), apply_state(new, state)

@@ -121,6 +121,9 @@ def test_the_rollout_state_decides_the_default_share(
     code, report = run(capsys, new, "--state", str(state))
     assert code == 0 and report["unchanged"] == 50_000
     assert report["new"]["version"].endswith("+r3")
+    renamed = edited(tmp_path, "name: gpt-sovits-v2", "name: gpt-sovits-v3")
+    assert main(["diff", str(EXAMPLE), renamed, "--state", str(state), "--synthetic", "100"]) == 4
+    assert "rollout 'gpt-sovits-v3' is not the state's 'gpt-sovits-v2'" in capsys.readouterr().err
 
 
 def test_as_a_console_command(tmp_path: Path) -> None:
