@@ -1,9 +1,11 @@
 """The attribute values of a synthetic population: every region the rules name, a device
-that each device glob of the rules matches, a few common values no rule names, and
-"absent", so every rule of OLD and NEW (and the default) gets users."""
+that each device glob of the rules matches, every value a header rule lists, a few common
+values no rule names, and "absent", so every rule of OLD and NEW (and the default) gets
+users."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -11,7 +13,8 @@ from extproc.core.model import Rules
 
 DEFAULT_REGIONS = ("us-east", "us-west", "eu-west", "ap-southeast", "cn-north")
 DEFAULT_DEVICES = ("ios-17", "ios-18", "android-14", "android-15", "web", "harmonyos-4")
-_ESCAPED = re.compile(r"\\(.)")
+#: Header value combinations beyond this are listed one header at a time.
+MAX_HEADER_COMBINATIONS = 256
 
 
 def regions(rules: Sequence[Rules]) -> list[str | None]:
@@ -28,6 +31,36 @@ def devices(rules: Sequence[Rules]) -> list[str | None]:
                 if example is not None:
                     found.add(example)
     return [*sorted(found), None]
+
+
+def headers(rules: Sequence[Rules]) -> list[tuple[tuple[str, str], ...]]:
+    """Combinations of the header values the rules list (a regex rule adds no value, only
+    "absent"); ``[()]`` when no rule reads a header."""
+    values: dict[str, set[str]] = {}
+    for rs in rules:
+        for rule in rs.rules:
+            for match in rule.when.headers:
+                values.setdefault(match.name, set()).update(match.values)
+    names = sorted(values)
+    choices = [[None, *sorted(values[n])] for n in names]
+    combos: list[tuple[str | None, ...]] = []
+    if _product_size(choices) <= MAX_HEADER_COMBINATIONS:
+        combos = list(itertools.product(*choices))
+    else:
+        combos = [tuple(None for _ in names)]
+        for i, options in enumerate(choices):
+            combos += [tuple(v if j == i else None for j in range(len(names))) for v in options[1:]]
+    return [
+        tuple((n, v) for n, v in zip(names, combo, strict=True) if v is not None)
+        for combo in combos
+    ]
+
+
+def _product_size(choices: list[list[str | None]]) -> int:
+    size = 1
+    for options in choices:
+        size *= len(options)
+    return size
 
 
 def glob_example(pattern: re.Pattern[str]) -> str | None:

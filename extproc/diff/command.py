@@ -118,7 +118,10 @@ def _population(args: argparse.Namespace, size: int, old: Rules, new: Rules) -> 
             h for r in (old, new) for h in (r.identity.user_header, *r.identity.fallback_headers)
         }
         return load_users(args.users, keys)
-    return SyntheticPopulation(size, catalog.regions([old, new]), catalog.devices([old, new]))
+    both = [old, new]
+    return SyntheticPopulation(
+        size, catalog.regions(both), catalog.devices(both), headers=catalog.headers(both)
+    )
 
 
 def _with_state(spec: str, old: Rules, new: Rules) -> tuple[Rules, Rules]:

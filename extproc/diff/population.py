@@ -6,7 +6,7 @@ user. Keys come as blocks of equal byte length, the shape the vectorized hash wa
 with an empty id has no key (the rules' missing-key policy applies).
 
 - :class:`SyntheticPopulation`: ``n`` users ``user-0 .. user-(n-1)``, each in a group drawn
-  by a fixed hash of its index (uniform over the regions x devices of the catalog), so a
+  by a fixed hash of its index (uniform over the catalog's attribute combinations), so a
   user's group never depends on how the population is chunked.
 - :class:`FilePopulation`: users read from a CSV file (see ``users_file.py``).
 """
@@ -82,7 +82,8 @@ class Population(Protocol):
 
 
 class SyntheticPopulation:
-    """``size`` users named ``user-<index>``, spread uniformly over regions x devices."""
+    """``size`` users named ``user-<index>``, spread uniformly over regions x devices x
+    header combinations."""
 
     def __init__(
         self,
@@ -90,11 +91,12 @@ class SyntheticPopulation:
         regions: Sequence[str | None],
         devices: Sequence[str | None],
         chunk: int = CHUNK,
+        headers: Sequence[tuple[tuple[str, str], ...]] = ((),),
     ) -> None:
         if size < 1:
             raise ValueError("a synthetic population needs at least one user")
         self.size = size
-        self.groups = tuple(Group(r, d) for r in regions for d in devices)
+        self.groups = tuple(Group(r, d, h) for r in regions for d in devices for h in headers)
         self._chunk = chunk
 
     def chunks(self) -> Iterator[Chunk]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from extproc.core.decide import decide
 from extproc.core.loader import parse_rules
 from extproc.core.model import Cohort, Rules
+from extproc.diff import catalog
 from extproc.diff.engine import DOWN, UP, run_diff
 from extproc.diff.population import Group, ListPopulation, SyntheticPopulation
 
@@ -133,7 +134,8 @@ def test_synthetic_users_are_decided_as_the_sidecar_decides(
 ) -> None:
     """Synthetic ids cross a digit-count boundary within one chunk (9 -> 10, 99 -> 100)."""
     r_old, r_new = parse_rules("old.yaml", old), parse_rules("new.yaml", new)
-    population = SyntheticPopulation(120, REGIONS, DEVICES, chunk=50)
+    headers = catalog.headers([r_old, r_new])
+    population = SyntheticPopulation(120, REGIONS, DEVICES, chunk=50, headers=headers)
     diff = run_diff(r_old, r_new, population, lambda key: key, sample=120)
     moved: dict[str, list[str]] = {UP: [], DOWN: []}
     for i in range(120):
@@ -162,3 +164,17 @@ def test_synthetic_ids_are_located_only_in_range() -> None:
     population = SyntheticPopulation(100, REGIONS, DEVICES)
     wanted = {"user-0", "user-99", "user-100", "user-07", "user-x", "qa-1", "user-"}
     assert population.locate(wanted) == {"user-0": 0, "user-99": 99}
+
+
+def test_the_synthetic_catalog_covers_header_rules() -> None:
+    rules = parse_rules(
+        "r.yaml",
+        b"""rollout: {name: r, salt: s, share: 10%}
+rules:
+  - {name: beta, when: {headers: {x-channel: [beta, canary]}}, share: 50%}
+  - {name: app, when: {headers: {x-app: {regex: "tts-.*"}, x-channel: [beta]}}, cohort: v2}
+""",
+    )
+    combos = catalog.headers([rules])
+    assert (("x-channel", "beta"),) in combos and (("x-channel", "canary"),) in combos
+    assert () in combos and len(combos) == 3  # x-app: a regex adds no value, only "absent"

@@ -135,3 +135,17 @@ def test_as_a_console_command(tmp_path: Path) -> None:
     )
     assert out.returncode == 4, out.stderr
     assert "verdict: exit 4: " in out.stdout and "v2->v1" in out.stdout
+
+
+def test_a_header_rule_edit_shows_on_synthetic_users(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_rule = TEXT + "  - {name: beta, when: {headers: {x-channel: [beta]}}, cohort: v2}\n"
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text(with_rule)
+    new.write_text(with_rule.replace("[beta]", "[beta, canary]"))
+    code = main(["diff", str(old), str(new), "--synthetic", "30000", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 4 and report["moved"]["v2->v1"]["users"] == 0
+    # Appended last: EU and iOS users match the earlier rules first; only the default moves.
+    assert [r["rule"] for r in report["by_rule"]] == ["default -> rules.beta"]
