@@ -27,7 +27,9 @@ missing one stops it with the same ``file:line: field.path:`` form as a parse er
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from yaml.nodes import MappingNode, Node, ScalarNode
@@ -47,6 +49,8 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,62}")
 _ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED_LABELS = ("alertname", "rollout", "severity", "event")
+_KEYS = ("name", "type", "url", "secret", "events", "timeout", "attempts", "severity", "labels")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,54 +82,49 @@ def parse_notify(r: Reader, node: Node | None, path: str = "policy.notify") -> t
     the offending node otherwise."""
     if node is None:
         return ()
-    sinks: list[SinkSpec] = []
-    names: set[str] = set()
-    for i, item in enumerate(r.sequence(node, path)):
-        at = f"{path}[{i}]"
-        keys = ("name", "type", "url", "secret", "events", "timeout", "attempts", "severity")
-        m = r.mapping(item, at, (*keys, "labels"), ("name", "type", "url"))
-        name = r.string(m["name"], f"{at}.name", pattern=_NAME)
-        if name in names:
-            r.fail(m["name"], f"{at}.name", f"duplicate sink name {name!r}")
-        names.add(name)
-        kind = r.string(m["type"], f"{at}.type")
-        if kind not in SINK_TYPES:
-            r.fail(
-                m["type"], f"{at}.type", f"{kind!r} is not a sink; allowed: {', '.join(SINK_TYPES)}"
-            )
-        url = _source(r, m["url"], f"{at}.url", inline_ok=kind != "slack")
-        if kind == "webhook" and "secret" not in m:
-            r.fail(item, at, "a webhook needs 'secret' (the HMAC key): {env: NAME} or {file: PATH}")
-        if kind != "webhook" and "secret" in m:
-            r.fail(m["secret"], f"{at}.secret", "only a webhook sink is signed")
-        secret = _source(r, m["secret"], f"{at}.secret", inline_ok=False) if "secret" in m else None
-        for key in ("severity", "labels"):
-            if key in m and kind != "alertmanager":
-                r.fail(m[key], f"{at}.{key}", "only for an alertmanager sink")
-        sinks.append(
-            SinkSpec(
-                name=name,
-                type=kind,
-                url=url,
-                secret=secret,
-                events=_events(r, m["events"], f"{at}.events")
-                if "events" in m
-                else frozenset(EVENT_KINDS),
-                timeout=_timeout(r, m["timeout"], f"{at}.timeout")
-                if "timeout" in m
-                else DEFAULT_TIMEOUT,
-                attempts=(
-                    r.integer(m["attempts"], f"{at}.attempts", 1, MAX_ATTEMPTS)
-                    if "attempts" in m
-                    else DEFAULT_ATTEMPTS
-                ),
-                severity=_severity(r, m["severity"], f"{at}.severity")
-                if "severity" in m
-                else "page",
-                labels=_labels(r, m["labels"], f"{at}.labels") if "labels" in m else (),
-            )
-        )
-    return tuple(sinks)
+    taken: set[str] = set()
+    return tuple(
+        _sink(r, item, f"{path}[{i}]", taken) for i, item in enumerate(r.sequence(node, path))
+    )
+
+
+def _sink(r: Reader, item: Node, at: str, taken: set[str]) -> SinkSpec:
+    m = r.mapping(item, at, _KEYS, ("name", "type", "url"))
+    name = r.string(m["name"], f"{at}.name", pattern=_NAME)
+    if name in taken:
+        r.fail(m["name"], f"{at}.name", f"duplicate sink name {name!r}")
+    taken.add(name)
+    kind = r.string(m["type"], f"{at}.type")
+    if kind not in SINK_TYPES:
+        allowed = ", ".join(SINK_TYPES)
+        r.fail(m["type"], f"{at}.type", f"{kind!r} is not a sink; allowed: {allowed}")
+    url = _source(r, m["url"], f"{at}.url", inline_ok=kind != "slack")
+    if kind == "webhook" and "secret" not in m:
+        r.fail(item, at, "a webhook needs 'secret' (the HMAC key): {env: NAME} or {file: PATH}")
+    if kind != "webhook" and "secret" in m:
+        r.fail(m["secret"], f"{at}.secret", "only a webhook sink is signed")
+    for key in ("severity", "labels"):
+        if key in m and kind != "alertmanager":
+            r.fail(m[key], f"{at}.{key}", "only for an alertmanager sink")
+
+    def optional(key: str, read: Callable[[Reader, Node, str], T], default: T) -> T:
+        return read(r, m[key], f"{at}.{key}") if key in m else default
+
+    return SinkSpec(
+        name=name,
+        type=kind,
+        url=url,
+        secret=_source(r, m["secret"], f"{at}.secret", inline_ok=False) if "secret" in m else None,
+        events=optional("events", _events, frozenset(EVENT_KINDS)),
+        timeout=optional("timeout", _timeout, DEFAULT_TIMEOUT),
+        attempts=optional("attempts", _attempts, DEFAULT_ATTEMPTS),
+        severity=optional("severity", _severity, "page"),
+        labels=optional("labels", _labels, ()),
+    )
+
+
+def _attempts(r: Reader, node: Node, path: str) -> int:
+    return r.integer(node, path, 1, MAX_ATTEMPTS)
 
 
 def _source(r: Reader, node: Node, path: str, *, inline_ok: bool) -> SecretRef:
