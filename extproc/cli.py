@@ -197,6 +197,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from extproc.diff.command import register as register_diff
     from extproc.healthcheck import register as register_health
     from extproc.rollout.admin.cli import register as register_rollout
     from extproc.stack.command import register as register_stack
@@ -209,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_stack(sub)
     register_rollout(sub)
     register_health(sub)
+    register_diff(sub)
     return parser
 
 

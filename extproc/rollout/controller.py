@@ -52,6 +52,13 @@ class Leadership(Protocol):
         ...
 
 
+class TransitionListener(Protocol):
+    """Told of every transition this controller wrote (extproc.rollout.notify.Notifier);
+    must return at once and never raise."""
+
+    def transition(self, transition: Transition) -> None: ...
+
+
 class Controller:
     """Runs one rollout's policy against one state store (see the module docstring)."""
 
@@ -64,10 +71,12 @@ class Controller:
         clock: Clock | None = None,
         interval: float = DEFAULT_INTERVAL,
         leadership: Leadership | None = None,
+        notifier: TransitionListener | None = None,
     ) -> None:
         """``sources`` maps a guard family (``envoy``, ``promql``; see guards.family) to its
         source; ValueError if a guard of the policy has none, or ``interval`` is not > 0.
-        With ``leadership``, checks run and changes are applied only while leading."""
+        With ``leadership``, checks run and changes are applied only while leading.
+        ``notifier`` hears of every transition written (after the write, never blocking)."""
         missing = sorted({family(g) for g in policy.guards} - set(sources))
         if missing:
             raise ValueError(f"policy {policy.source}: no source for {', '.join(missing)} guards")
@@ -79,6 +88,7 @@ class Controller:
         self.clock = clock or SystemClock()
         self.interval = interval
         self.leadership = leadership
+        self.notifier = notifier
         self.checks = 0  # completed checks (tests wait on this counter)
         self.conflicts = 0  # writes refused because the state had moved on
         self.last: Evaluation | None = None
@@ -152,8 +162,13 @@ class Controller:
             self.conflicts += 1
             log.info("state moved on while deciding (%s); deciding again next check", exc)
             return None
-        _log_transition(change[1])
+        self._announce(change[1])
         return change[1]
+
+    def _announce(self, transition: Transition) -> None:
+        _log_transition(transition)
+        if self.notifier is not None:
+            self.notifier.transition(transition)
 
     def ensure_state(self) -> RolloutState:
         """The stored state; a new pending state for the policy's rollout if there is none."""
@@ -200,7 +215,7 @@ class Controller:
             except Conflict:
                 self.conflicts += 1
                 continue
-            _log_transition(change[1])
+            self._announce(change[1])
             return change[0]
         raise Conflict(f"the state kept changing; {action} not applied, try again")
 

@@ -27,6 +27,8 @@ from extproc.rollout.clock import Clock, ScaledClock, SystemClock, parse_start
 from extproc.rollout.controller import DEFAULT_INTERVAL, Controller
 from extproc.rollout.guards.judge import Source, family
 from extproc.rollout.guards.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
+from extproc.rollout.notify.metrics import NotifyMetrics
+from extproc.rollout.notify.notifier import Notifier, notifier_for
 from extproc.rollout.policy import Policy, load_policy
 from extproc.rollout.stores.opener import open_store
 from extproc.settings import STATE, Setting, env, positive_float
@@ -39,7 +41,10 @@ PROMETHEUS = Setting(
     "EXTPROC_PROMETHEUS_URL", "", "Prometheus base URL for promql guards ('' = none)"
 )
 INTERVAL = Setting("EXTPROC_CHECK_INTERVAL", str(DEFAULT_INTERVAL), "seconds between guard checks")
-SETTINGS = (POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, *fleet_control.SETTINGS)
+METRICS = Setting(
+    "EXTPROC_CONTROLLER_METRICS", "", "host:port of the controller's /metrics ('' = off)"
+)
+SETTINGS = (POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, METRICS, *fleet_control.SETTINGS)
 log = logging.getLogger("extproc.rollout.controller")
 
 
@@ -78,6 +83,7 @@ def register(subparsers: Any, extension: Extension | None = None) -> None:
     p.add_argument("--envoy-admin", default=env(ENVOY_ADMIN), help=ENVOY_ADMIN.help)
     p.add_argument("--prometheus", default=env(PROMETHEUS), help=PROMETHEUS.help)
     p.add_argument("--interval", default=env(INTERVAL), help=INTERVAL.help)
+    p.add_argument("--metrics", default=env(METRICS), help=METRICS.help)
     p.add_argument(
         "--clock-start",
         default="",
@@ -145,7 +151,17 @@ def build_controller(args: argparse.Namespace) -> Controller:
     interval = positive_float("--interval", args.interval)
     sources = build_sources(policy, clock, args.envoy_admin, args.prometheus)
     leadership = fleet_control.leadership_for(store, args)
-    return Controller(policy, store, sources, clock=clock, interval=interval, leadership=leadership)
+    identity = fleet_control.identity_of(leadership)
+    notifier = notifier_for(policy.notify, identity)
+    return Controller(
+        policy,
+        store,
+        sources,
+        clock=clock,
+        interval=interval,
+        leadership=leadership,
+        notifier=notifier,
+    )
 
 
 def run(args: argparse.Namespace, extension: Extension | None = None) -> int:
@@ -181,9 +197,15 @@ async def _serve(
         controller.interval,
     )
     async with contextlib.AsyncExitStack() as stack:
+        notifier = controller.notifier if isinstance(controller.notifier, Notifier) else None
+        if notifier is not None:
+            stack.enter_context(notifier.running())  # closed last: drains after the loop
+        if args.metrics:
+            metrics = notifier.metrics if notifier is not None else NotifyMetrics()
+            stack.enter_context(metrics.served(args.metrics))
         if extension is not None:
             await stack.enter_async_context(extension.companion(args, controller))
-        stack.enter_context(fleet_control.campaigning(controller))
+        stack.enter_context(fleet_control.campaigning(controller, notifier))
         with _stop_on_signals(controller):
             await controller.run()
     log.info("controller stopped")

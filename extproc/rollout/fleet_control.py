@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -24,6 +26,7 @@ from extproc.settings import Setting, env
 
 if TYPE_CHECKING:  # the etcd modules are imported only when an etcd store is used
     from extproc.rollout.controller import Controller
+    from extproc.rollout.notify.notifier import Notifier
     from extproc.rollout.stores.leader import LeaderElection
 
 LEADER_TTL = Setting(
@@ -65,10 +68,18 @@ def leadership_for(store: StateStore, args: argparse.Namespace) -> LeaderElectio
     return election
 
 
+def identity_of(leadership: LeaderElection | None) -> str:
+    """This replica's name: its election identity, else host:pid (for notifications)."""
+    if leadership is not None:
+        return leadership.identity
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @contextlib.contextmanager
-def campaigning(controller: Controller) -> Iterator[None]:
+def campaigning(controller: Controller, notifier: Notifier | None = None) -> Iterator[None]:
     """Campaign for ``controller``'s leadership (if it has an election) during the block;
-    after it, resign and close the controller's etcd store. A no-op for a file store."""
+    after it, resign and close the controller's etcd store. A no-op for a file store. With
+    a ``notifier``, each new term of this replica is announced (a leadership event)."""
     leadership = controller.leadership
     if leadership is None:
         yield
@@ -77,9 +88,14 @@ def campaigning(controller: Controller) -> Iterator[None]:
 
     if not isinstance(leadership, LeaderElection):
         raise TypeError(f"cannot campaign with {leadership!r}")
+    from extproc.rollout.notify.leadership import LeadershipWatch
+
     leadership.start()
     try:
-        yield
+        with contextlib.ExitStack() as watch:
+            if notifier is not None:
+                watch.enter_context(LeadershipWatch(leadership, controller.store.read, notifier))
+            yield
     finally:
         leadership.stop(resign=True)
         close = getattr(controller.store, "close", None)

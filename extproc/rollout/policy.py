@@ -36,6 +36,7 @@ from yaml.nodes import Node, ScalarNode
 from extproc.core.bucket import BUCKETS
 from extproc.core.fields import Reader
 from extproc.core.yaml_source import compose, read_bytes
+from extproc.rollout.notify.config import SinkSpec, parse_notify
 
 MAX_INITIAL_SHARE = BUCKETS // 10  # 10 %
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -81,6 +82,7 @@ class Policy:
     freeze: tuple[FreezeWindow, ...] = ()
     guards: tuple[Guard, ...] = ()
     source: str = ""
+    notify: tuple[SinkSpec, ...] = ()  # notification sinks (extproc/rollout/notify/config.py)
 
     def frozen_at(self, now: dt.datetime) -> bool:
         """True if ``now`` (aware) falls in a freeze window of the policy's time zone."""
@@ -108,6 +110,7 @@ def parse_policy(name: str, data: bytes) -> Policy:
         "rollback_share",
         "freeze",
         "guards",
+        "notify",
     )
     m = r.mapping(top["policy"], "policy", keys, ("rollout", "initial_share"))
     initial = r.share(m["initial_share"], "policy.initial_share")
@@ -136,6 +139,7 @@ def parse_policy(name: str, data: bytes) -> Policy:
         freeze=windows,
         guards=_guards(r, m.get("guards")),
         source=name,
+        notify=parse_notify(r, m.get("notify")),
     )
 
 
