@@ -1,0 +1,137 @@
+"""Compare guards in the controller with a fake clock and a fake Envoy: a v2 slower than v1
+but under the absolute threshold is rolled back with the test's figures in the audit entry;
+identical cohorts ramp to the end; a new stage or an Envoy restart starts the test over; too
+few samples hold."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from pathlib import Path
+
+from extproc.core.bucket import BUCKETS
+from extproc.rollout.clock import FakeClock
+from extproc.rollout.controller import Controller
+from extproc.rollout.guards.comparison import Comparisons
+from extproc.rollout.guards.signals import EnvoyStatsSource
+from extproc.rollout.policy import parse_policy
+from extproc.rollout.state import Phase
+from extproc.rollout.stores.state_store import FileStateStore
+from tests.support.fake_envoy_stats import FakeEnvoyStats
+
+PCT = BUCKETS // 100
+NOON = dt.datetime.fromisoformat("2026-11-25T12:00:00+01:00")
+POLICY = """policy:
+  rollout: gpt-sovits-v2
+  initial_share: 10%
+  step: 10%
+  step_interval: {step}
+  guards:
+    - {{name: v2-p95, signal: latency_p95, cohort: v2, threshold: 800ms, window: 10s,
+       min_samples: 50}}
+    - {{name: v2-vs-v1, compare: {{metric: latency, margin: 10%, alpha: 1%}}, min_samples: 100}}
+    - {{name: errors-vs-v1, compare: {{metric: error_rate, margin: 50%}}, min_samples: 200}}
+"""
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, step: str = "2h") -> None:
+        self.policy = parse_policy("policy.yaml", POLICY.format(step=step).encode())
+        self.clock = FakeClock(NOON)
+        self.envoy = FakeEnvoyStats()
+        self.store = FileStateStore(tmp_path / "state.json")
+        source = EnvoyStatsSource("http://127.0.0.1:9901", self.clock, 10.0, fetch=self.envoy.fetch)
+        self.controller = Controller(self.policy, self.store, {"envoy": source}, clock=self.clock)
+        self.random = random.Random(15)
+
+    def traffic(
+        self, seconds: int, *, v2_scale: float = 1.0, per_second: int = 20, every: int = 1
+    ) -> None:
+        """Log-normal latencies around 250 ms for both cohorts (v2's scaled), one check
+        every ``every`` seconds."""
+        for second in range(1, seconds + 1):
+            for cluster, scale in (("tts_v1", 1.0), ("tts_v2", v2_scale)):
+                for _ in range(per_second):
+                    ms = 250.0 * scale * self.random.lognormvariate(0.0, 0.3)
+                    self.envoy.serve(cluster, 1, latency_ms=ms)
+            self.clock.advance(1)
+            if second % every == 0:
+                asyncio.run(self.controller.check())
+
+    def phase(self) -> Phase:
+        state = self.store.read()
+        assert state is not None
+        return state.phase
+
+
+def test_v2_20_percent_slower_under_the_threshold_is_rolled_back_by_the_comparison(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+    rig.controller.apply("start", "alice")
+    rig.traffic(120, v2_scale=1.2)  # p95 of v2 ~ 490 ms: far under 800 ms
+    assert rig.phase() is Phase.ROLLED_BACK
+    entry = rig.store.audit()[-1]
+    assert entry["reason"] == "guard breach: v2-vs-v1"
+    compare = entry["guards"]["v2-vs-v1"]
+    assert compare["verdict"] == "fail" and entry["guards"]["v2-p95"]["verdict"] == "pass"
+    assert compare["p_value"] <= 0.01 and compare["e_value"] >= 100
+    assert 0.1 < compare["effect_low"] < compare["value"] < compare["effect_high"]
+    assert compare["samples_v2"] >= 100 and compare["samples_v1"] >= 100
+    assert compare["metric"] == "latency" and compare["alpha"] == 0.01
+    assert compare["threshold"] == 0.1 and compare["window"] > 0
+
+
+def test_identical_cohorts_ramp_to_the_end_without_a_rollback(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, step="60s")
+    rig.controller.apply("start", "alice")
+    for _ in range(12):
+        rig.traffic(70, per_second=10, every=5)
+        if rig.phase() is not Phase.RAMPING:
+            break
+    assert rig.phase() is Phase.COMPLETED
+    reasons = [t["reason"] for t in rig.store.audit(100)]
+    assert "ramp complete" in reasons and not any("breach" in r for r in reasons)
+
+
+def test_too_few_samples_hold_and_a_new_stage_starts_over(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, step="30s")
+    rig.controller.apply("start", "alice")
+    rig.traffic(3, v2_scale=1.5, per_second=10)  # 30 requests: far too few
+    figure = rig.controller.status()["guards"]["v2-vs-v1"]
+    assert figure["verdict"] == "hold" and rig.phase() is Phase.RAMPING
+    assert "fewer than 100" in figure["detail"] or "stage started" in figure["detail"]
+    rig.traffic(40, per_second=10)
+    state = rig.store.read()
+    assert state is not None and state.stage == 2
+    figure = rig.controller.status()["guards"]["v2-vs-v1"]
+    assert figure["samples_v2"] < 40 * 10  # counted from the new stage only
+
+
+def test_an_envoy_restart_starts_the_test_over(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.controller.apply("start", "alice")
+    rig.traffic(20)
+    assert rig.controller.status()["guards"]["v2-vs-v1"]["verdict"] == "pass"
+    rig.envoy.restart()
+    rig.traffic(1)
+    figure = rig.controller.status()["guards"]["v2-vs-v1"]
+    assert figure["verdict"] == "hold" and "stage started" in figure["detail"]
+
+
+def test_a_source_without_cohort_counts_holds() -> None:
+    policy = parse_policy("policy.yaml", POLICY.format(step="2h").encode())
+    guard = policy.guards[1]
+    figure = Comparisons().judge(guard, object(), "ramping/1/1000", 0.0)
+    assert figure.verdict.value == "hold" and figure.metric == "latency"
+
+
+def test_controller_status_shows_the_comparison_figures(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.controller.apply("start", "alice")
+    rig.traffic(30)
+    guards = rig.controller.status()["guards"]
+    assert guards["v2-vs-v1"]["verdict"] == "pass" and guards["v2-vs-v1"]["p_value"] > 0.01
+    assert guards["errors-vs-v1"]["verdict"] == "pass"  # 600 each, no errors: no evidence
+    assert isinstance(rig.controller, Controller)
