@@ -11,6 +11,8 @@ import random
 from pathlib import Path
 
 from extproc.core.bucket import BUCKETS
+from extproc.rollout.admin import wire
+from extproc.rollout.admin.table import render_status
 from extproc.rollout.clock import FakeClock
 from extproc.rollout.controller import Controller
 from extproc.rollout.guards.comparison import Comparisons
@@ -135,3 +137,22 @@ def test_controller_status_shows_the_comparison_figures(tmp_path: Path) -> None:
     assert guards["v2-vs-v1"]["verdict"] == "pass" and guards["v2-vs-v1"]["p_value"] > 0.01
     assert guards["errors-vs-v1"]["verdict"] == "pass"  # 600 each, no errors: no evidence
     assert isinstance(rig.controller, Controller)
+
+
+def test_admin_api_and_status_table_show_the_comparison(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.controller.apply("start", "alice")
+    rig.traffic(120, v2_scale=1.2)
+    status = wire.status_json(wire.status_message(rig.controller.status()))
+    (figure,) = [g for g in status["guards"] if g["name"] == "v2-vs-v1"]
+    compare = figure["compare"]
+    assert figure["verdict"] == "fail" and figure["signal"] == "compare"
+    assert compare["metric"] == "latency" and compare["p_value"] <= 0.01
+    assert 0.1 < compare["effect_low"] < figure["value"] < compare["effect_high"]
+    assert compare["samples_v2"] >= 100 and compare["samples_v1"] >= 100
+    rollback = status["transitions"][-1]
+    assert any(g.get("compare") for g in rollback["guards"])  # the audit entry keeps them
+    text = render_status(status)
+    assert "comparisons  v2 against v1 over the stage" in text
+    (row,) = [line for line in text.splitlines() if line.strip().startswith("v2-vs-v1")]
+    assert "latency" in row and "99%" in row and "fail" in row and "(fail <= 0.01)" in row
