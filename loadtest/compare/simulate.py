@@ -7,7 +7,8 @@ log-normal, binned on the Envoy buckets of envoy/envoy.yaml; errors are Bernoull
 per-request score (normal, clipped to 1..5) for a sampled fraction of requests, binned in
 0.1 steps. Methods, all on the same draws:
 
-- ``sequential``: the shipped comparison guard (mSPRT, always valid);
+- ``sequential``: the shipped comparison guard (always valid: the normal-mixture mSPRT on
+  Mann-Whitney for latency and MOS, the exact event-label mixture for errors);
 - ``peeking``: the fixed-horizon one-sided test on the same statistic, repeated every look;
 - ``fixed@end``: that test once, at the end of the stage (valid, but slow by design);
 - ``threshold``: today's guard on v2 alone (p95 < 800 ms over 60 s with >= 100 samples;
@@ -142,11 +143,11 @@ def _errors(
     t2, t1 = np.cumsum(n2, 1).astype(float), np.cumsum(n1, 1).astype(float)
     x2, x1 = np.cumsum(e2, 1).astype(float), np.cumsum(e1, 1).astype(float)
     value, variance = vector.rate_excess(x2, t2, x1, t1, 1.0 + scenario.margin)
-    with np.errstate(invalid="ignore"):
-        pooled = np.where(t1 + t2 > 0, (x1 + x2) / (t1 + t2), 0.0)
-    tau2 = (sequential.RATE_TAU_FACTOR * np.maximum(pooled, 1e-6)) ** 2
+    ratio = 1.0 + scenario.margin
+    log_e = vector.event_log_ratio(e2.astype(float), n2.astype(float), e1.astype(float),
+                                   n1.astype(float), ratio)  # fmt: skip
     enough = np.minimum(t2, t1) >= traffic.min_samples
-    out = _tests(value, variance, tau2, enough, alpha)
+    out = _tests(value, variance, 0.0, enough, alpha, log_e)
     window = _window_looks(traffic, 60.0)
     trials, errors = _windowed(n2, window), _windowed(e2, window)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -156,9 +157,18 @@ def _errors(
 
 
 def _tests(
-    value: Array, variance: Array, tau2: Array | float, enough: np.ndarray, alpha: float
+    value: Array,
+    variance: Array,
+    tau2: Array | float,
+    enough: np.ndarray,
+    alpha: float,
+    log_e: Array | None = None,
 ) -> dict[str, np.ndarray]:
-    log_e = np.where(enough, vector.log_ratio_one_sided(value, variance, tau2), 0.0)
+    """The sequential test on ``log_e`` (default: the normal mixture on the statistic),
+    the fixed-horizon z test on the statistic, repeated and once at the end."""
+    if log_e is None:
+        log_e = vector.log_ratio_one_sided(value, variance, tau2)
+    log_e = np.where(enough, log_e, 0.0)
     best = np.maximum.accumulate(np.maximum(log_e, 0.0), axis=1)
     z = vector.z_excess(value, variance)
     critical = vector.z_critical(alpha)

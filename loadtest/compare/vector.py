@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import log_ndtr, ndtri
 
+from extproc.rollout.compare.events import SHIFTS
 from extproc.rollout.compare.histogram import Histogram
 
 Array = NDArray[np.float64]
@@ -57,6 +58,24 @@ def rate_excess(
         variance = p2 * (1 - p2) / trials2 + ratio * ratio * p1 * (1 - p1) / trials1
         value = events2 / trials2 - ratio * events1 / trials1
     return np.where(ok, value, 0.0), np.where(ok, np.maximum(variance, 0.0), 0.0)
+
+
+def event_log_ratio(x2: Array, n2: Array, x1: Array, n1: Array, ratio: float) -> Array:
+    """``events.EventTest`` over looks: per-look counts (stages, looks) in, the running log
+    mixture ratio after each look out."""
+    ok = (n2 > 0) & (n1 > 0) & (x1 + x2 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pi = np.where(ok, ratio * n2 / (n1 + ratio * n2), 0.5)
+    odds = pi / (1.0 - pi)
+    per_shift = []
+    for shift in SHIFTS:
+        alt = odds * math.exp(shift)
+        pi_alt = alt / (1.0 + alt)
+        step = x2 * np.log(pi_alt / pi) + x1 * np.log((1.0 - pi_alt) / (1.0 - pi))
+        per_shift.append(np.cumsum(np.where(ok, step, 0.0), axis=1))
+    stacked = np.stack(per_shift)  # (shifts, stages, looks)
+    top = stacked.max(axis=0)
+    return np.asarray(top + np.log(np.exp(stacked - top).mean(axis=0)), dtype=np.float64)
 
 
 def log_ratio_one_sided(value: Array, variance: Array, tau2: Array | float) -> Array:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from extproc.rollout.compare import histogram, mixture, rates
+from extproc.rollout.compare.events import EventTest
 from extproc.rollout.compare.histogram import Histogram
 from extproc.rollout.compare.rates import Counts
 from loadtest.compare import vector
@@ -41,6 +42,22 @@ def test_vectorized_statistics_equal_the_core(seed: int) -> None:
         assert rv[i] == pytest.approx(cv, abs=1e-15) and rvar[i] == pytest.approx(cvar)
 
 
+def test_the_vectorized_event_test_equals_the_core() -> None:
+    rng = np.random.default_rng(9)
+    n2 = rng.integers(0, 30, (3, 40)).astype(float)
+    n1 = rng.integers(0, 300, (3, 40)).astype(float)
+    x2 = rng.binomial(n2.astype(int), 0.02).astype(float)
+    x1 = rng.binomial(n1.astype(int), 0.01).astype(float)
+    log_e = vector.event_log_ratio(x2, n2, x1, n1, 1.2)
+    for s in range(3):
+        test = EventTest()
+        c2, c1 = np.cumsum(n2[s]), np.cumsum(n1[s])
+        e2, e1 = np.cumsum(x2[s]), np.cumsum(x1[s])
+        for look in range(40):
+            test = test.advance(Counts(e2[look], c2[look]), Counts(e1[look], c1[look]), 1.2)
+            assert log_e[s, look] == pytest.approx(test.log_ratio, rel=1e-9, abs=1e-9)
+
+
 def test_a_small_run_shows_validity_peeking_and_power() -> None:
     traffic = Traffic(stage_seconds=1800.0)
     stages, alpha = 300, 0.01
@@ -54,3 +71,9 @@ def test_a_small_run_shows_validity_peeking_and_power() -> None:
     found = ab.fail_look["sequential"]
     assert (found >= 0).all() and np.median(found + 1) * traffic.look_seconds <= 120
     assert (ab.fail_look["threshold"] < 0).all()  # p95 ~ 530 ms: under 800 ms
+    errors = Scenario("A/A", "errors", margin=0.0, v2=0.005, v1=0.005)
+    aa_errors = run(errors, traffic, alpha, stages, seed=5)
+    assert float((aa_errors.fail_look["sequential"] >= 0).mean()) <= alpha + 3 * math.sqrt(
+        alpha * (1 - alpha) / stages
+    )
+    assert float((aa_errors.fail_look["peeking"] >= 0).mean()) > 3 * alpha

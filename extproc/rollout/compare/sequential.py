@@ -110,9 +110,13 @@ def look(
     min_samples: int,
     running: Running,
     shift: bool = False,
+    log_e: float | None = None,
 ) -> Look:
-    """One look (see the module docstring); ``running`` is the previous look's."""
-    log_e = log_evidence(statistic, margin, tau2)
+    """One look (see the module docstring); ``running`` is the previous look's. ``log_e``
+    replaces the mixture on ``statistic`` for the test (rates: :mod:`.events`); the
+    statistic then still gives the estimate."""
+    if log_e is None:
+        log_e = log_evidence(statistic, margin, tau2)
     if min(samples_v2, samples_v1) < min_samples:
         verdict = "hold"
     else:

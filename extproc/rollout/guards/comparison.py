@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from extproc.rollout.compare import sequential
+from extproc.rollout.compare.events import EventTest
 from extproc.rollout.compare.histogram import Histogram
 from extproc.rollout.compare.rates import Counts
 from extproc.rollout.guards.envoy_stats import ClusterCounts, difference
@@ -35,13 +36,22 @@ class CohortTotals(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class TestState:
+    """What a test carries from look to look: the running evidence, and for error rates
+    the event test's per-shift ratios and last counts."""
+
+    running: sequential.Running = field(default_factory=sequential.Running)
+    events: EventTest = field(default_factory=EventTest)
+
+
+@dataclass(frozen=True, slots=True)
 class Track:
     """One compare guard's memory within a stage."""
 
     stage: str
     since: float  # monotonic seconds of the anchor
     anchor: Mapping[str, ClusterCounts] = field(default_factory=dict)
-    running: sequential.Running = field(default_factory=sequential.Running)
+    test: TestState = field(default_factory=TestState)
 
 
 class Comparisons:
@@ -62,8 +72,8 @@ class Comparisons:
         if track is None or deltas is None:
             self._tracks[guard.name] = Track(stage, at, dict(totals))
             return _hold(guard, "stage started: collecting both cohorts", 0.0)
-        figure, running = judge_counts(guard, deltas["v2"], deltas["v1"], track.running)
-        self._tracks[guard.name] = Track(stage, track.since, track.anchor, running)
+        figure, test = judge_counts(guard, deltas["v2"], deltas["v1"], track.test)
+        self._tracks[guard.name] = Track(stage, track.since, track.anchor, test)
         return _with_window(figure, at - track.since)
 
     def forget(self) -> None:
@@ -71,11 +81,14 @@ class Comparisons:
 
 
 def judge_counts(
-    guard: Guard, v2: ClusterCounts, v1: ClusterCounts, running: sequential.Running
-) -> tuple[Figure, sequential.Running]:
-    """One look of ``guard`` on the stage's counts of each cohort (pure)."""
+    guard: Guard, v2: ClusterCounts, v1: ClusterCounts, test: TestState
+) -> tuple[Figure, TestState]:
+    """One look of ``guard`` on the stage's counts of each cohort (pure). Latency: the
+    normal mixture on Mann-Whitney over the buckets; error rates: the exact event test,
+    with the two-proportion statistic for the estimate."""
     comparison = guard.compare
     assert comparison is not None, "judge_counts takes compare guards only"
+    events, log_e = test.events, None
     if comparison.metric == "latency":
         h2, h1 = Histogram.from_cumulative(v2.buckets), Histogram.from_cumulative(v1.buckets)
         statistic = sequential.latency_statistic(h2, h1)
@@ -84,6 +97,8 @@ def judge_counts(
         c2, c1 = Counts(v2.errors, v2.completed), Counts(v1.errors, v1.completed)
         statistic = sequential.rate_statistic(c2, c1)
         tau2, n2, n1 = sequential.rate_tau2(c2, c1), c2.trials, c1.trials
+        events = events.advance(c2, c1, 1.0 + comparison.margin)
+        log_e = events.log_ratio
     result = sequential.look(
         statistic,
         margin=comparison.margin,
@@ -92,7 +107,8 @@ def judge_counts(
         samples_v2=n2,
         samples_v1=n1,
         min_samples=guard.min_samples,
-        running=running,
+        running=test.running,
+        log_e=log_e,
     )
     detail = _detail(guard, result)
     figure = Figure(
@@ -115,7 +131,7 @@ def judge_counts(
         samples_v2=int(n2),
         samples_v1=int(n1),
     )
-    return figure, result.running
+    return figure, TestState(result.running, events)
 
 
 def _deltas(

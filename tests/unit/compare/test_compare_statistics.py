@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
 from extproc.rollout.compare import histogram, mixture, rates, sequential
+from extproc.rollout.compare.events import EventTest
 from extproc.rollout.compare.histogram import Histogram
 from extproc.rollout.compare.rates import Counts
 
@@ -168,3 +169,32 @@ def test_the_anytime_p_value_only_falls_and_fails_at_alpha() -> None:
         running = running.after(log_e)
         assert running.p_value <= before
     assert running.p_value == pytest.approx(0.01) and running.looks == 4
+
+
+def test_the_event_test_is_unmoved_without_events_and_grows_with_v2_errors() -> None:
+    test = EventTest().advance(Counts(0, 500), Counts(0, 4500), 1.0)
+    assert test.log_ratio == pytest.approx(0.0)
+    worse = test.advance(Counts(20, 1000), Counts(10, 9000), 1.0)  # v2 rate 18x v1's
+    assert worse.log_ratio > math.log(100)
+    better = test.advance(Counts(0, 1000), Counts(40, 9000), 1.0)  # v2 clean, v1 erring
+    assert better.log_ratio < 0
+    assert worse.v2 == Counts(20, 1000) and worse.v1 == Counts(10, 9000)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(1, 300), st.integers(0, 20), st.integers(1, 3000)),
+        min_size=1,
+        max_size=30,
+    ),
+    st.floats(min_value=1.0, max_value=3.0),
+)
+def test_the_event_mixture_is_the_mean_of_its_per_shift_ratios(
+    batches: list[tuple[int, int, int, int]], ratio: float
+) -> None:
+    test, totals = EventTest(), [0, 0, 0, 0]
+    for batch in batches:
+        totals = [t + b for t, b in zip(totals, batch, strict=True)]
+        test = test.advance(Counts(totals[0], totals[1]), Counts(totals[2], totals[3]), ratio)
+    mean = sum(math.exp(v) for v in test.log_ratios) / len(test.log_ratios)
+    assert test.log_ratio == pytest.approx(math.log(mean), rel=1e-9, abs=1e-9)

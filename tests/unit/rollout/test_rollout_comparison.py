@@ -156,3 +156,24 @@ def test_admin_api_and_status_table_show_the_comparison(tmp_path: Path) -> None:
     assert "comparisons  v2 against v1 over the stage" in text
     (row,) = [line for line in text.splitlines() if line.strip().startswith("v2-vs-v1")]
     assert "latency" in row and "99%" in row and "fail" in row and "(fail <= 0.01)" in row
+
+
+def test_v2_erring_four_times_as_often_is_rolled_back_by_the_error_comparison(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path)
+    rig.controller.apply("start", "alice")
+    for _ in range(60):  # v1 1 error in 200, v2 4 in 200 (2 %: under no threshold here)
+        rig.envoy.serve("tts_v1", 199, latency_ms=250)
+        rig.envoy.serve("tts_v1", 1, latency_ms=250, errors=1)
+        rig.envoy.serve("tts_v2", 196, latency_ms=250)
+        rig.envoy.serve("tts_v2", 4, latency_ms=250, errors=4)
+        rig.clock.advance(1)
+        asyncio.run(rig.controller.check())
+        if rig.phase() is Phase.ROLLED_BACK:
+            break
+    assert rig.phase() is Phase.ROLLED_BACK
+    entry = rig.store.audit()[-1]
+    assert entry["reason"] == "guard breach: errors-vs-v1"
+    figure = entry["guards"]["errors-vs-v1"]
+    assert figure["p_value"] <= 0.01 and figure["value"] > 0.5
