@@ -20,11 +20,15 @@ from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from prometheus_client import start_http_server
+
+from extproc.addresses import split_host_port
 from extproc.core.errors import RulesError
 from extproc.core.loader import load_rules
 from extproc.rollout import fleet_control
 from extproc.rollout.clock import Clock, ScaledClock, SystemClock, parse_start
 from extproc.rollout.controller import DEFAULT_INTERVAL, Controller
+from extproc.rollout.guards.exposition import guard_registry
 from extproc.rollout.guards.judge import Source, family
 from extproc.rollout.guards.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
 from extproc.rollout.policy import Policy, load_policy
@@ -39,7 +43,12 @@ PROMETHEUS = Setting(
     "EXTPROC_PROMETHEUS_URL", "", "Prometheus base URL for promql guards ('' = none)"
 )
 INTERVAL = Setting("EXTPROC_CHECK_INTERVAL", str(DEFAULT_INTERVAL), "seconds between guard checks")
-SETTINGS = (POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, *fleet_control.SETTINGS)
+GUARD_METRICS = Setting(
+    "EXTPROC_CONTROLLER_METRICS", "", "host:port of the guard figures' /metrics ('' = off)"
+)
+SETTINGS = (
+    POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, GUARD_METRICS, *fleet_control.SETTINGS
+)  # fmt: skip
 log = logging.getLogger("extproc.rollout.controller")
 
 
@@ -78,6 +87,7 @@ def register(subparsers: Any, extension: Extension | None = None) -> None:
     p.add_argument("--envoy-admin", default=env(ENVOY_ADMIN), help=ENVOY_ADMIN.help)
     p.add_argument("--prometheus", default=env(PROMETHEUS), help=PROMETHEUS.help)
     p.add_argument("--interval", default=env(INTERVAL), help=INTERVAL.help)
+    p.add_argument("--metrics", default=env(GUARD_METRICS), help=GUARD_METRICS.help)
     p.add_argument(
         "--clock-start",
         default="",
@@ -181,12 +191,34 @@ async def _serve(
         controller.interval,
     )
     async with contextlib.AsyncExitStack() as stack:
+        if getattr(args, "metrics", ""):
+            port = stack.enter_context(serving_guard_metrics(args.metrics, controller))
+            log.info("guard metrics on %s (port %d)", args.metrics, port)
         if extension is not None:
             await stack.enter_async_context(extension.companion(args, controller))
         stack.enter_context(fleet_control.campaigning(controller))
         with _stop_on_signals(controller):
             await controller.run()
     log.info("controller stopped")
+
+
+@contextlib.contextmanager
+def serving_guard_metrics(address: str, controller: Controller) -> Iterator[int]:
+    """Serve the controller's guard figures on ``address`` (host:port; port 0 picks one) at
+    /metrics; yields the bound port. ValueError for an address that is bad or taken."""
+    host, port = split_host_port(address)
+    try:
+        http, thread = start_http_server(
+            port, host, registry=guard_registry(lambda: controller.last)
+        )
+    except OSError as exc:
+        raise ValueError(f"guard metrics on {address}: {exc}") from None
+    try:
+        yield int(http.server_port)
+    finally:
+        http.shutdown()
+        http.server_close()
+        thread.join(timeout=5)
 
 
 @contextlib.contextmanager
