@@ -23,6 +23,7 @@ from loadtest.compare.simulate import METHODS, Scenario, Traffic, run
 
 SCENARIOS = (
     Scenario("latency A/A", "latency", margin=0.0, v2=1.0),
+    Scenario("latency A/A, slow hour for both (p95 844 ms)", "latency", 0.0, 1.0, common=1.9),
     Scenario("latency v2 = 1.05 x v1 (at the margin)", "latency", margin=0.05, v2=1.05),
     Scenario("latency p95 +10%", "latency", margin=0.05, v2=1.10),
     Scenario("latency p95 +20%", "latency", margin=0.05, v2=1.20),

@@ -57,6 +57,7 @@ class Scenario:
     margin: float  # relative for latency and errors, points for mos
     v2: float  # latency scale, error rate, MOS shift
     v1: float = 0.0  # error rate of v1 (errors only)
+    common: float = 1.0  # latency scale of both cohorts (a slow hour for everyone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,8 @@ def _distribution(
     scored = 1.0 if latency else traffic.mos_sampled
     n2, n1 = _arrivals(traffic, stages, rng, scored)
     if latency:
-        p2, p1 = latency_probabilities(scenario.v2), latency_probabilities(1.0)
+        p2 = latency_probabilities(scenario.v2 * scenario.common)
+        p1 = latency_probabilities(scenario.common)
         bounds, lower = ENVOY_BOUNDS, 0.0
     else:
         p2, p1 = mos_probabilities(scenario.v2), mos_probabilities(0.0)
