@@ -39,5 +39,9 @@ class LocalController(Service):
     def admin(self) -> str:
         return f"{ADMIN_HOST}:{ADMIN_PORT}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{ADMIN_HOST}:{METRICS_PORT}/metrics"
+
     def wait_ready(self) -> None:
         wait_for_port(ADMIN_HOST, ADMIN_PORT, 30.0, self.process)
