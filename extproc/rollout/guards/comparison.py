@@ -76,9 +76,6 @@ class Comparisons:
         self._tracks[guard.name] = Track(stage, track.since, track.anchor, test)
         return _with_window(figure, at - track.since)
 
-    def forget(self) -> None:
-        self._tracks.clear()
-
 
 def judge_counts(
     guard: Guard, v2: ClusterCounts, v1: ClusterCounts, test: TestState

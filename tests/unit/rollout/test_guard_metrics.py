@@ -12,7 +12,7 @@ from extproc.rollout.controller_command import serving_guard_metrics
 from extproc.rollout.guards.exposition import guard_registry
 from extproc.rollout.guards.judge import Evaluation, Figure
 from extproc.rollout.state import Verdict
-from tests.unit.rollout.test_rollout_comparison import Rig
+from tests.support.comparison_rig import Rig
 
 COMPARE = Figure(
     guard="v2-vs-v1",
