@@ -36,7 +36,7 @@ class CohortTotals(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class TestState:
+class LookState:
     """What a test carries from look to look: the running evidence, and for error rates
     the event test's per-shift ratios and last counts."""
 
@@ -51,7 +51,7 @@ class Track:
     stage: str
     since: float  # monotonic seconds of the anchor
     anchor: Mapping[str, ClusterCounts] = field(default_factory=dict)
-    test: TestState = field(default_factory=TestState)
+    test: LookState = field(default_factory=LookState)
 
 
 class Comparisons:
@@ -78,8 +78,8 @@ class Comparisons:
 
 
 def judge_counts(
-    guard: Guard, v2: ClusterCounts, v1: ClusterCounts, test: TestState
-) -> tuple[Figure, TestState]:
+    guard: Guard, v2: ClusterCounts, v1: ClusterCounts, test: LookState
+) -> tuple[Figure, LookState]:
     """One look of ``guard`` on the stage's counts of each cohort (pure). Latency: the
     normal mixture on Mann-Whitney over the buckets; error rates: the exact event test,
     with the two-proportion statistic for the estimate."""
@@ -128,7 +128,7 @@ def judge_counts(
         samples_v2=int(n2),
         samples_v1=int(n1),
     )
-    return figure, TestState(result.running, events)
+    return figure, LookState(result.running, events)
 
 
 def _deltas(

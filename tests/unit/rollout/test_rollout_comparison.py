@@ -6,14 +6,21 @@ few samples hold."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from extproc.rollout.admin import wire
 from extproc.rollout.admin.table import render_status
+from extproc.rollout.compare.sequential import Running
 from extproc.rollout.controller import Controller
-from extproc.rollout.guards.comparison import Comparisons
+from extproc.rollout.guards.comparison import Comparisons, LookState, judge_counts
+from extproc.rollout.guards.envoy_stats import ClusterCounts
 from extproc.rollout.policy import parse_policy
-from extproc.rollout.state import Phase
+from extproc.rollout.state import Phase, Verdict
 from tests.support.comparison_rig import POLICY, Rig
 
 
@@ -127,3 +134,29 @@ def test_v2_erring_four_times_as_often_is_rolled_back_by_the_error_comparison(
     assert entry["reason"] == "guard breach: errors-vs-v1"
     figure = entry["guards"]["errors-vs-v1"]
     assert figure["p_value"] <= 0.01 and figure["value"] > 0.5
+
+
+BOUNDS = (100.0, 200.0, 300.0, 400.0, 800.0, math.inf)
+counts = st.lists(st.integers(0, 500), min_size=len(BOUNDS), max_size=len(BOUNDS))
+
+
+def cluster(per_bucket: list[int], errors: int) -> ClusterCounts:
+    cumulative = [float(c) for c in itertools.accumulate(per_bucket)]
+    buckets = tuple(zip(BOUNDS, cumulative, strict=True))
+    return ClusterCounts(cumulative[-1], float(min(errors, cumulative[-1])), buckets)
+
+
+@settings(max_examples=150)
+@given(counts, counts, st.integers(0, 500), st.integers(0, 500), st.floats(0.0, 60.0))
+def test_a_guard_short_of_samples_holds_whatever_the_counts_and_evidence(
+    v2: list[int], v1: list[int], errors2: int, errors1: int, evidence: float
+) -> None:
+    policy = parse_policy("policy.yaml", POLICY.format(step="2h").encode())
+    for guard in policy.guards[1:]:  # the latency and the error-rate comparison
+        state = LookState(Running(best_log_e=evidence))  # even after strong evidence
+        a, b = cluster(v2, errors2), cluster(v1, errors1)
+        figure, after = judge_counts(guard, a, b, state)
+        if min(a.completed, b.completed) < guard.min_samples:
+            assert figure.verdict is Verdict.HOLD and after.running == state.running
+        else:
+            assert figure.verdict in (Verdict.PASS, Verdict.FAIL)
