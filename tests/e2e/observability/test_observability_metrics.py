@@ -155,7 +155,15 @@ def controller_metrics(stack: Stack, tmp_path: Path) -> str:
         figure = controller.status(0)["guards"]["v2-vs-v1"]
         return figure.get("value") is not None and figure.get("effect_low") is not None
 
-    wait_until(compared, "the compare guard to see both cohorts", 15)
+    # Latencies inside Envoy's buckets (not all in the first, where no shift can be seen), so
+    # that the comparison has an effect and an interval to export.
+    for version in ("v1", "v2"):
+        stack.set_fault(version, latency_ms=30)
+    try:
+        wait_until(compared, "the compare guard to see both cohorts", 30)
+    finally:
+        for version in ("v1", "v2"):
+            stack.set_fault(version, latency_ms=0)
     with serving_guard_metrics("127.0.0.1:0", controller) as port:
         return scrape.fetch(f"http://127.0.0.1:{port}/metrics")
 
