@@ -30,8 +30,9 @@ from extproc.core.bucket import BUCKETS
 from extproc.core.model import percent
 from extproc.rollout import state as machine
 from extproc.rollout.clock import Clock, SystemClock
-from extproc.rollout.guards.judge import Evaluation, Source, evaluate, family
-from extproc.rollout.policy import Policy
+from extproc.rollout.guards.comparison import Comparisons
+from extproc.rollout.guards.judge import Evaluation, Figure, Source, evaluate, family
+from extproc.rollout.policy import Guard, Policy
 from extproc.rollout.state import Change, Phase, RolloutState, Transition, TransitionError
 from extproc.rollout.stores.state_store import Conflict, StateStore
 
@@ -92,6 +93,8 @@ class Controller:
         self.checks = 0  # completed checks (tests wait on this counter)
         self.conflicts = 0  # writes refused because the state had moved on
         self.last: Evaluation | None = None
+        self.comparisons = Comparisons()  # compare guards' memory within a stage
+        self._stage = ""  # the stage compare guards test: phase/stage/share last seen
         self._stop_requested = False
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -134,7 +137,7 @@ class Controller:
         """One check: refresh the sources, judge the guards, tick, write. Returns the
         transition written, if any."""
         await asyncio.gather(*(source.refresh() for source in self.sources.values()))
-        evaluation = evaluate(self.policy.guards, self.sources, self.clock.now())
+        evaluation = evaluate(self.policy.guards, self.sources, self.clock.now(), self._compare)
         if self.last is None or self.last.verdict is not evaluation.verdict:
             log.info("guards: %s (%s)", evaluation.verdict.value, _summary(evaluation))
         self.last = evaluation
@@ -143,8 +146,13 @@ class Controller:
         finally:
             self.checks += 1
 
+    def _compare(self, guard: Guard) -> Figure:
+        source = self.sources.get("envoy")
+        return self.comparisons.judge(guard, source, self._stage, self.clock.monotonic())
+
     def _tick(self, evaluation: Evaluation) -> Transition | None:
         current = self.ensure_state()
+        self._stage = stage_key(current)
         if current.rollout != self.policy.rollout:
             log.error(
                 "state is for rollout %r, the policy for %r: not touching it",
@@ -162,6 +170,7 @@ class Controller:
             self.conflicts += 1
             log.info("state moved on while deciding (%s); deciding again next check", exc)
             return None
+        self._stage = stage_key(change[0])
         self._announce(change[1])
         return change[1]
 
@@ -278,6 +287,11 @@ class Controller:
     async def status_async(self, transitions: int = 10) -> dict[str, Any]:
         """:meth:`status` in a worker thread."""
         return await asyncio.to_thread(self.status, transitions)
+
+
+def stage_key(state: RolloutState) -> str:
+    """What a compare guard's test belongs to: a new phase, stage or share starts a new one."""
+    return f"{state.phase.value}/{state.stage}/{state.share}"
 
 
 def check_manual_share(policy: Policy, current: RolloutState, share: int) -> None:

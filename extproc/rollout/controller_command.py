@@ -20,11 +20,15 @@ from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from prometheus_client import CollectorRegistry, start_http_server
+
+from extproc.addresses import split_host_port
 from extproc.core.errors import RulesError
 from extproc.core.loader import load_rules
 from extproc.rollout import fleet_control
 from extproc.rollout.clock import Clock, ScaledClock, SystemClock, parse_start
 from extproc.rollout.controller import DEFAULT_INTERVAL, Controller
+from extproc.rollout.guards.exposition import GuardCollector, guard_registry
 from extproc.rollout.guards.judge import Source, family
 from extproc.rollout.guards.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
 from extproc.rollout.notify.metrics import NotifyMetrics
@@ -42,9 +46,13 @@ PROMETHEUS = Setting(
 )
 INTERVAL = Setting("EXTPROC_CHECK_INTERVAL", str(DEFAULT_INTERVAL), "seconds between guard checks")
 METRICS = Setting(
-    "EXTPROC_CONTROLLER_METRICS", "", "host:port of the controller's /metrics ('' = off)"
+    "EXTPROC_CONTROLLER_METRICS",
+    "",
+    "host:port of the controller's /metrics: guard figures, notifications ('' = off)",
 )
-SETTINGS = (POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, METRICS, *fleet_control.SETTINGS)
+SETTINGS = (
+    POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, METRICS, *fleet_control.SETTINGS
+)  # fmt: skip
 log = logging.getLogger("extproc.rollout.controller")
 
 
@@ -202,13 +210,40 @@ async def _serve(
             stack.enter_context(notifier.running())  # closed last: drains after the loop
         if args.metrics:
             metrics = notifier.metrics if notifier is not None else NotifyMetrics()
-            stack.enter_context(metrics.served(args.metrics))
+            port = stack.enter_context(
+                serving_guard_metrics(args.metrics, controller, metrics.registry)
+            )
+            log.info("controller metrics on %s (port %d)", args.metrics, port)
         if extension is not None:
             await stack.enter_async_context(extension.companion(args, controller))
         stack.enter_context(fleet_control.campaigning(controller, notifier))
         with _stop_on_signals(controller):
             await controller.run()
     log.info("controller stopped")
+
+
+@contextlib.contextmanager
+def serving_guard_metrics(
+    address: str, controller: Controller, registry: CollectorRegistry | None = None
+) -> Iterator[int]:
+    """Serve the controller's guard figures (plus ``registry``'s metrics, e.g. the
+    notifications') on ``address`` (host:port; port 0 picks one) at /metrics; yields the
+    bound port. ValueError for an address that is bad or taken."""
+    host, port = split_host_port(address)
+    if registry is None:
+        registry = guard_registry(lambda: controller.last)
+    else:
+        registry.register(GuardCollector(lambda: controller.last))
+    try:
+        http, thread = start_http_server(port, host, registry=registry)
+    except OSError as exc:
+        raise ValueError(f"guard metrics on {address}: {exc}") from None
+    try:
+        yield int(http.server_port)
+    finally:
+        http.shutdown()
+        http.server_close()
+        thread.join(timeout=5)
 
 
 @contextlib.contextmanager

@@ -19,8 +19,16 @@ policy:
        min_samples: 100}
     - {name: mos-drop, signal: promql, query: 'avg(mos{model="v1"}) - avg(mos{model="v2"})',
        threshold: 0.2, window: 5m, min_samples: 1}
+    - {name: v2-vs-v1-latency, compare: {metric: latency, margin: 10%, alpha: 1%},
+       min_samples: 200}
 ```
 A step never more than doubles the current share (a fixed rule, not a knob).
+
+A ``compare`` guard judges v2 against v1 over the current stage with an always-valid
+sequential test (docs/comparison-guards.md): it fails only when v2 is worse than v1 by more
+than ``margin`` (relative: 10% = 1.1 x v1's latency or error rate) at confidence
+``1 - alpha``, holds while either cohort has fewer than ``min_samples`` (default 100), and
+passes otherwise. It takes no signal, cohort, threshold, window or query.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 
-from yaml.nodes import Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from extproc.core.bucket import BUCKETS
 from extproc.core.fields import Reader
@@ -45,6 +53,19 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _WINDOW = re.compile(r"(\d\d):(\d\d)-(\d\d):(\d\d)")
 SIGNALS = ("latency_p95", "latency_p99", "error_rate", "promql")
 COHORTS = ("v2", "v1", "v2-v1")
+COMPARE = "compare"  # the signal of a compare guard
+COMPARE_METRICS = ("latency", "error_rate")
+ALPHA_RANGE = (1, BUCKETS // 10)  # 0.01 % .. 10 %, in buckets
+COMPARE_MIN_SAMPLES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """v2 against v1: fail when v2 is worse than (1 + margin) x v1 at confidence 1 - alpha."""
+
+    metric: str  # one of COMPARE_METRICS
+    margin: float  # relative, 0.1 = 10 %
+    alpha: float  # 0.01 = 1 %
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +79,7 @@ class Guard:
     window: float  # seconds
     min_samples: int
     query: str = ""
+    compare: Comparison | None = None  # set for signal COMPARE (then cohort is "v2-v1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +210,18 @@ def _guards(r: Reader, node: Node | None) -> tuple[Guard, ...]:
     names: set[str] = set()
     for i, item in enumerate(r.sequence(node, "policy.guards")):
         path = f"policy.guards[{i}]"
-        keys = ("name", "signal", "cohort", "threshold", "window", "min_samples", "query")
-        m = r.mapping(item, path, keys, ("name", "signal", "threshold", "window"))
+        if _has_key(item, COMPARE):
+            m = r.mapping(item, path, ("name", COMPARE, "min_samples"), ("name", COMPARE))
+        else:
+            keys = ("name", "signal", "cohort", "threshold", "window", "min_samples", "query")
+            m = r.mapping(item, path, keys, ("name", "signal", "threshold", "window"))
         name = r.string(m["name"], f"{path}.name", pattern=_NAME)
         if name in names:
             r.fail(m["name"], f"{path}.name", f"duplicate guard name {name!r}")
         names.add(name)
+        if COMPARE in m:
+            out.append(_compare_guard(r, m, path, name))
+            continue
         signal = r.string(m["signal"], f"{path}.signal")
         if signal not in SIGNALS:
             r.fail(
@@ -237,3 +265,37 @@ def _threshold(r: Reader, node: Node, path: str, signal: str) -> float:
     if not isinstance(node, ScalarNode) or not node.tag.endswith((":int", ":float")):
         r.fail(node, path, "expected a number")
     return float(node.value)
+
+
+def _has_key(node: Node, key: str) -> bool:
+    return isinstance(node, MappingNode) and any(
+        isinstance(k, ScalarNode) and k.value == key for k, _ in node.value
+    )
+
+
+def _compare_guard(r: Reader, m: dict[str, Node], path: str, name: str) -> Guard:
+    where = f"{path}.{COMPARE}"
+    c = r.mapping(m[COMPARE], where, ("metric", "margin", "alpha"), ("metric", "margin"))
+    metric = r.string(c["metric"], f"{where}.metric")
+    if metric not in COMPARE_METRICS:
+        allowed = ", ".join(COMPARE_METRICS)
+        r.fail(c["metric"], f"{where}.metric", f"{metric!r} is not a metric; allowed: {allowed}")
+    margin = r.share(c["margin"], f"{where}.margin") / BUCKETS
+    alpha = BUCKETS // 100
+    if "alpha" in c:
+        alpha = r.share(c["alpha"], f"{where}.alpha")
+        if not ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]:
+            r.fail(c["alpha"], f"{where}.alpha", "must be between 0.01% and 10%")
+    return Guard(
+        name=name,
+        signal=COMPARE,
+        cohort="v2-v1",
+        threshold=margin,
+        window=0.0,
+        min_samples=(
+            r.integer(m["min_samples"], f"{path}.min_samples", 1, 10**9)
+            if "min_samples" in m
+            else COMPARE_MIN_SAMPLES
+        ),
+        compare=Comparison(metric=metric, margin=margin, alpha=alpha / BUCKETS),
+    )

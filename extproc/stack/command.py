@@ -120,7 +120,8 @@ def _print_banner(stack: Stack, controller: LocalController | None) -> None:
     optional = ""
     if controller is not None:
         optional += (
-            f"\n  rollout          admin {controller.admin}, state {controller.state}"
+            f"\n  rollout          admin {controller.admin}, state {controller.state}, "
+            f"guard metrics {controller.metrics_url}"
             f"\n                   try: extproc rollout status | start | rollback"
         )
     if stack.tracing is not None:

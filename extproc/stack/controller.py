@@ -15,6 +15,7 @@ from pathlib import Path
 from extproc.stack.processes import ManagedProcess, Service, wait_for_port
 
 ADMIN_HOST, ADMIN_PORT = "127.0.0.1", 50061
+METRICS_PORT = 9465  # guard figures (deploy/prometheus/prometheus.yml job tts-canary-controller)
 
 
 class LocalController(Service):
@@ -26,12 +27,21 @@ class LocalController(Service):
         self.policy, self.state = policy, state
         argv = [sys.executable, "-m", "extproc", "rollout", "controller"]
         argv += ["--policy", str(policy), "--state", str(state), "--envoy-admin", envoy_admin]
-        argv += ["--admin", f"{ADMIN_HOST}:{ADMIN_PORT}"]
+        argv += [
+            "--admin",
+            f"{ADMIN_HOST}:{ADMIN_PORT}",
+            "--metrics",
+            f"{ADMIN_HOST}:{METRICS_PORT}",
+        ]
         self.process = ManagedProcess("controller", argv, run_dir / "controller.log", env=env)
 
     @property
     def admin(self) -> str:
         return f"{ADMIN_HOST}:{ADMIN_PORT}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{ADMIN_HOST}:{METRICS_PORT}/metrics"
 
     def wait_ready(self) -> None:
         wait_for_port(ADMIN_HOST, ADMIN_PORT, 30.0, self.process)

@@ -31,11 +31,20 @@ def render_status(status: dict[str, Any]) -> str:
         "",
         f"guards       {_verdict(status)}",
     ]
-    if status["guards"]:
+    plain = [f for f in status["guards"] if "compare" not in f]
+    compared = [f for f in status["guards"] if "compare" in f]
+    if plain:
         lines += _table(
             ("guard", "signal", "cohort", "value", "threshold", "samples", "verdict", "detail"),
-            [_figure_row(f) for f in status["guards"]],
+            [_figure_row(f) for f in plain],
         )
+    if compared:
+        lines += ["", "comparisons  v2 against v1 over the stage (always-valid sequential test)"]
+        lines += _table(
+            ("guard", "metric", "effect", "interval", "margin", "p-value", "e-value",
+             "samples v2/v1", "verdict"),
+            [_compare_row(f) for f in compared],
+        )  # fmt: skip
     lines += ["", "last transitions (oldest first)"]
     if status["transitions"]:
         lines += _table(
@@ -98,6 +107,29 @@ def _figure_row(figure: dict[str, Any]) -> list[str]:
         figure["verdict"] or "-",
         figure["detail"],
     ]
+
+
+def _compare_row(figure: dict[str, Any]) -> list[str]:
+    c = figure["compare"]
+    level = f"{(1 - c['alpha']) * 100:g}%"
+    interval = f"[{_change(c['effect_low'])}, {_change(c['effect_high'])}] {level}"
+    e_value = "-" if c["e_value"] is None else f"{c['e_value']:.3g}"
+    return [
+        figure["name"],
+        c["metric"],
+        _change(figure["value"]),
+        interval,
+        _change(figure["threshold"]),
+        f"{c['p_value']:.3g} (fail <= {c['alpha']:g})",
+        e_value,
+        f"{c['samples_v2']}/{c['samples_v1']} (min {figure['min_samples']})",
+        figure["verdict"] or "-",
+    ]
+
+
+def _change(value: float | None) -> str:
+    """A relative change: 0.213 -> '+21.3%'; None -> '?' (unbounded or not measured)."""
+    return "?" if value is None else f"{value * 100:+.1f}%"
 
 
 def _transition_row(entry: dict[str, Any]) -> list[str]:

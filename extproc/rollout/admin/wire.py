@@ -151,9 +151,23 @@ def _figures(guards: Mapping[str, Mapping[str, Any]]) -> list[pb.GuardFigure]:
             min_samples=figure.get("min_samples", 0),
             window=_duration(figure.get("window", 0.0)),
             detail=figure.get("detail", ""),
+            compare=_compare(figure) if figure.get("metric") else None,
         )
         for name, figure in guards.items()
     ]
+
+
+def _compare(figure: Mapping[str, Any]) -> pb.CompareFigure:
+    return pb.CompareFigure(
+        metric=figure["metric"],
+        effect_low=figure.get("effect_low"),
+        effect_high=figure.get("effect_high"),
+        p_value=figure.get("p_value") or 0.0,
+        e_value=figure.get("e_value"),
+        alpha=figure.get("alpha") or 0.0,
+        samples_v2=figure.get("samples_v2") or 0,
+        samples_v1=figure.get("samples_v1") or 0,
+    )
 
 
 def _phase(name: str) -> pb.Phase:
@@ -232,6 +246,20 @@ def figure_json(figure: pb.GuardFigure) -> dict[str, Any]:
         "min_samples": figure.min_samples,
         "window_seconds": figure.window.ToNanoseconds() / 1e9,
         "detail": figure.detail,
+        **({"compare": compare_json(figure.compare)} if figure.HasField("compare") else {}),
+    }
+
+
+def compare_json(compare: pb.CompareFigure) -> dict[str, Any]:
+    return {
+        "metric": compare.metric,
+        "effect_low": compare.effect_low if compare.HasField("effect_low") else None,
+        "effect_high": compare.effect_high if compare.HasField("effect_high") else None,
+        "p_value": compare.p_value,
+        "e_value": compare.e_value if compare.HasField("e_value") else None,
+        "alpha": compare.alpha,
+        "samples_v2": compare.samples_v2,
+        "samples_v1": compare.samples_v1,
     }
 
 

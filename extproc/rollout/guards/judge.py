@@ -8,11 +8,11 @@ else pass (no guards at all passes: the ramp then follows the schedule alone).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from extproc.rollout.policy import Guard
+from extproc.rollout.policy import COMPARE, Guard
 from extproc.rollout.state import Verdict
 
 
@@ -47,8 +47,35 @@ class Figure:
     min_samples: int
     verdict: Verdict
     detail: str = ""
+    # compare guards only (value is then the effect, v2 vs v1, threshold the margin, window
+    # the seconds of the stage so far; see guards/comparison.py)
+    metric: str = ""
+    alpha: float | None = None
+    low: float | None = None  # confidence sequence on the effect, 1 - alpha
+    high: float | None = None
+    p_value: float | None = None  # anytime-valid
+    e_value: float | None = None  # this check's mixture likelihood ratio at the margin
+    samples_v2: int | None = None
+    samples_v1: int | None = None
 
     def to_json(self) -> dict[str, Any]:
+        if self.metric:
+            return {**self._base_json(), **self._compare_json()}
+        return self._base_json()
+
+    def _compare_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "alpha": self.alpha,
+            "effect_low": self.low,
+            "effect_high": self.high,
+            "p_value": self.p_value,
+            "e_value": self.e_value,
+            "samples_v2": self.samples_v2,
+            "samples_v1": self.samples_v1,
+        }
+
+    def _base_json(self) -> dict[str, Any]:
         return {
             "signal": self.signal,
             "cohort": self.cohort,
@@ -107,11 +134,40 @@ class Evaluation:
         return {f.guard: f.to_json() for f in self.figures}
 
 
-def evaluate(guards: Iterable[Guard], source_of: dict[str, Source], at: float) -> Evaluation:
+Compare = Callable[[Guard], Figure]
+
+
+def evaluate(
+    guards: Iterable[Guard],
+    source_of: dict[str, Source],
+    at: float,
+    compare: Compare | None = None,
+) -> Evaluation:
     """Judge every guard with its source's current reading (``source_of`` maps a signal
-    family, ``envoy`` or ``promql``, to a source)."""
-    figures = tuple(judge(g, source_of[family(g)].read(g)) for g in guards)
+    family, ``envoy`` or ``promql``, to a source); compare guards are judged by
+    ``compare`` (guards/comparison.py), and hold without it."""
+    figures = tuple(
+        (compare(g) if compare else _no_compare(g))
+        if g.signal == COMPARE
+        else judge(g, source_of[family(g)].read(g))
+        for g in guards
+    )
     return Evaluation(at, overall(figures), figures)
+
+
+def _no_compare(guard: Guard) -> Figure:
+    return Figure(
+        guard=guard.name,
+        signal=guard.signal,
+        cohort=guard.cohort,
+        value=None,
+        samples=0,
+        threshold=guard.threshold,
+        window=0.0,
+        min_samples=guard.min_samples,
+        verdict=Verdict.HOLD,
+        detail="no comparison memory: compare guards hold",
+    )
 
 
 def family(guard: Guard) -> str:

@@ -128,6 +128,19 @@ class EnvoyStatsSource:
         detail = f"v2 {v2.value:.4g} ({v2.samples}), v1 {v1.value:.4g} ({v1.samples}) {span}"
         return Reading(v2.value - v1.value, samples, detail)
 
+    def cohort_totals(self) -> tuple[dict[str, ClusterCounts] | None, str]:
+        """Each cohort's cumulative counts at the newest scrape (compare guards diff them
+        against the stage's first), or None and why."""
+        if self.last_error is not None:
+            return None, f"envoy admin unreachable: {self.last_error}"
+        if not self._ring:
+            return None, "waiting for a scrape of envoy stats"
+        newest = self._ring[-1][1]
+        missing = [c for c in self.clusters.values() if c not in newest]
+        if missing:
+            return None, f"envoy has no stats for cluster {', '.join(sorted(missing))}"
+        return {cohort: newest[c] for cohort, c in self.clusters.items()}, ""
+
     def _baseline(self, start: float) -> tuple[float, Scrape]:
         for at, scrape in reversed(self._ring):
             if at <= start:

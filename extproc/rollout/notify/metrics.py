@@ -9,12 +9,8 @@ bounded: ``sink`` is a name from the policy, ``outcome`` one of OUTCOMES,
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
-from extproc.addresses import split_host_port
 from extproc.rollout.notify.config import EVENT_KINDS
 
 _DELAY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -90,22 +86,6 @@ class NotifyMetrics:
 
     def record_delay(self, sink: str, seconds: float) -> None:
         self.delay.labels(sink).observe(seconds)
-
-    @contextlib.contextmanager
-    def served(self, address: str) -> Iterator[int]:
-        """Serve /metrics on ``address`` (host:port) for the block; yields the bound port.
-        ValueError for a bad address or one that cannot be bound."""
-        host, port = split_host_port(address)
-        try:
-            http, thread = start_http_server(port, host, registry=self.registry)
-        except OSError as exc:
-            raise ValueError(f"--metrics {address}: {exc}") from None
-        try:
-            yield int(http.server_port)
-        finally:
-            http.shutdown()
-            http.server_close()
-            thread.join(5.0)
 
     def value(self, name: str, **labels: str) -> float:
         """One sample's value (0 if absent): for tests and the admin status."""

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from extproc.stack.controller import ADMIN_PORT
+from extproc.stack.controller import ADMIN_PORT, METRICS_PORT
 from extproc.stack.envoy_config import default_ports
 from extproc.stack.processes import port_accepts, wait_until
 from extproc.stack.stack import DEFAULT_METRICS_PORT, REPO_ROOT
 
 pytestmark = pytest.mark.envoy
 
-PORTS = [*vars(default_ports()).values(), DEFAULT_METRICS_PORT, ADMIN_PORT]
+PORTS = [*vars(default_ports()).values(), DEFAULT_METRICS_PORT, ADMIN_PORT, METRICS_PORT]
 
 
 @pytest.fixture(autouse=True)

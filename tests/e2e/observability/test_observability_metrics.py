@@ -5,6 +5,7 @@ dashboard and alerts rely on (tests/fixtures/exported_metric_names.txt) is reall
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections import Counter
@@ -14,6 +15,12 @@ from pathlib import Path
 import pytest
 
 from extproc.core.loader import load_rules
+from extproc.rollout.clock import SystemClock
+from extproc.rollout.controller import Controller
+from extproc.rollout.controller_command import serving_guard_metrics
+from extproc.rollout.guards.signals import EnvoyStatsSource
+from extproc.rollout.policy import parse_policy
+from extproc.rollout.stores.state_store import FileStateStore
 from extproc.stack import client
 from extproc.stack.processes import wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack
@@ -126,13 +133,49 @@ def test_envoy_counts_each_request_it_lets_through_undecided(stack: Stack) -> No
     stack.start_sidecar()
 
 
-def test_every_listed_and_deployed_metric_name_is_exported(stack: Stack) -> None:
+def controller_metrics(stack: Stack, tmp_path: Path) -> str:
+    """The guard metrics of a controller (in-process, one check on the stack's Envoy, with a
+    threshold and a compare guard), scraped from its --metrics endpoint."""
+    policy = parse_policy(
+        "policy.yaml",
+        b"policy: {rollout: gpt-sovits-v2, initial_share: 10%, guards: [\n"
+        b"  {name: v2-p95, signal: latency_p95, threshold: 800ms, window: 5s},\n"
+        b"  {name: v2-vs-v1, compare: {metric: latency, margin: 10%}, min_samples: 1}]}\n",
+    )
+    clock = SystemClock()
+    source = EnvoyStatsSource(stack.admin_url, clock, 5.0)
+    store = FileStateStore(tmp_path / "controller-state.json")
+    controller = Controller(policy, store, {"envoy": source}, clock=clock)
+    asyncio.run(controller.check())  # the compare guard's stage starts here
+
+    def compared() -> bool:  # both cohorts served since (forced users), then looked at
+        for user in ("qa-001", "vip-42"):
+            client.send(stack, {"x-user-id": user})
+        asyncio.run(controller.check())
+        figure = controller.status(0)["guards"]["v2-vs-v1"]
+        return figure.get("value") is not None and figure.get("effect_low") is not None
+
+    # Latencies inside Envoy's buckets (not all in the first, where no shift can be seen), so
+    # that the comparison has an effect and an interval to export.
+    for version in ("v1", "v2"):
+        stack.set_fault(version, latency_ms=30)
+    try:
+        wait_until(compared, "the compare guard to see both cohorts", 30)
+    finally:
+        for version in ("v1", "v2"):
+            stack.set_fault(version, latency_ms=0)
+    with serving_guard_metrics("127.0.0.1:0", controller) as port:
+        return scrape.fetch(f"http://127.0.0.1:{port}/metrics")
+
+
+def test_every_listed_and_deployed_metric_name_is_exported(stack: Stack, tmp_path: Path) -> None:
     """After traffic: the checked-in list, and every name the deploy files query, are in a live
     scrape of the sidecar and Envoy (names as Prometheus stores them)."""
     for n in range(20):
         client.send(stack, {"x-user-id": f"names-{n}"})
     live = promql.exposed_names(sidecar_metrics(stack))
     live |= promql.exposed_names(scrape.fetch(stack.admin_url + "/stats/prometheus"))
+    live |= promql.exposed_names(controller_metrics(stack, tmp_path))
     listed = {
         line.strip()
         for line in EXPORTED.read_text(encoding="utf-8").splitlines()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from extproc.rollout import controller_command as command
-from extproc.rollout.notify.metrics import NotifyMetrics
 from extproc.rollout.notify.notifier import Notifier
 from tests.unit.rollout.test_rollout_controller_command import POLICY, parse
 
@@ -60,8 +59,3 @@ def test_without_sinks_there_is_no_notifier(tmp_path: Path) -> None:
     policy.write_text(POLICY)
     args = parse("--policy", str(policy), "--state", str(tmp_path / "state.json"))
     assert command.build_controller(args).notifier is None
-
-
-def test_metrics_refuse_a_bad_address() -> None:
-    with pytest.raises(ValueError, match="is not host:port"), NotifyMetrics().served("nowhere"):
-        pass

@@ -12,7 +12,7 @@ import pytest
 from extproc.core.bucket import BUCKETS
 from extproc.core.errors import RulesError
 from extproc.rollout import policy as policy_module
-from extproc.rollout.policy import FreezeWindow, load_policy, parse_policy
+from extproc.rollout.policy import Comparison, FreezeWindow, load_policy, parse_policy
 
 ROOT = Path(__file__).resolve().parents[3]
 INVALID = sorted((ROOT / "tests/fixtures/policy_invalid").glob("*.yaml"))
@@ -51,11 +51,21 @@ def test_documented_example_loads_with_its_values() -> None:
         FreezeWindow(dt.time(7, 0), dt.time(9, 30)),
         FreezeWindow(dt.time(18, 0), dt.time(22, 0)),
     )
-    p95, errors, gap, mos = policy.guards
+    p95, errors, gap, mos, compare = policy.guards
     assert (p95.signal, p95.cohort, p95.threshold, p95.window) == ("latency_p95", "v2", 0.8, 60)
     assert (errors.threshold, errors.min_samples) == (0.005, 200)
     assert (gap.cohort, gap.threshold) == ("v2-v1", 0.2)
     assert (mos.signal, mos.threshold, mos.window, mos.query[:3]) == ("promql", 0.2, 300, "avg")
+    assert (compare.signal, compare.cohort, compare.min_samples) == ("compare", "v2-v1", 200)
+    assert compare.compare == Comparison(metric="latency", margin=0.1, alpha=0.01)
+
+
+def test_compare_guard_defaults_to_alpha_one_percent_and_100_samples() -> None:
+    text = b"policy: {rollout: r, initial_share: 5%, guards: [{name: c,\n"
+    text += b"  compare: {metric: error_rate, margin: 50%}}]}\n"
+    (guard,) = parse_policy("p.yaml", text).guards
+    assert guard.compare == Comparison(metric="error_rate", margin=0.5, alpha=0.01)
+    assert (guard.min_samples, guard.window, guard.threshold) == (100, 0.0, 0.5)
 
 
 def test_defaults() -> None:

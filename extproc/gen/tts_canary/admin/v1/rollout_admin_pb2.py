@@ -26,51 +26,53 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3extproc/gen/tts_canary/admin/v1/rollout_admin.proto\x12\x13tts_canary.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x02\n\x0cRolloutState\x12\x0f\n\x07rollout\x18\x01 \x01(\t\x12)\n\x05phase\x18\x02 \x01(\x0e\x32\x1a.tts_canary.admin.v1.Phase\x12\r\n\x05stage\x18\x03 \x01(\r\x12\r\n\x05share\x18\x04 \x01(\t\x12\x1a\n\x12share_basis_points\x18\x05 \x01(\r\x12\x10\n\x08revision\x18\x06 \x01(\x04\x12\x32\n\x0enext_step_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\t \x01(\t\x12\r\n\x05\x61\x63tor\x18\n \x01(\t\x12\x14\n\x0cresume_share\x18\x0b \x01(\t\"\xfc\x01\n\x0bGuardFigure\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12\x0e\n\x06\x63ohort\x18\x03 \x01(\t\x12-\n\x07verdict\x18\x04 \x01(\x0e\x32\x1c.tts_canary.admin.v1.Verdict\x12\x12\n\x05value\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tthreshold\x18\x06 \x01(\x01\x12\x0f\n\x07samples\x18\x07 \x01(\x04\x12\x13\n\x0bmin_samples\x18\x08 \x01(\x04\x12)\n\x06window\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x64\x65tail\x18\n \x01(\tB\x08\n\x06_value\"\xac\x02\n\nTransition\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12.\n\nfrom_phase\x18\x03 \x01(\x0e\x32\x1a.tts_canary.admin.v1.Phase\x12,\n\x08to_phase\x18\x04 \x01(\x0e\x32\x1a.tts_canary.admin.v1.Phase\x12\x12\n\nfrom_share\x18\x05 \x01(\t\x12\x10\n\x08to_share\x18\x06 \x01(\t\x12\r\n\x05stage\x18\x07 \x01(\r\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12\x30\n\x06guards\x18\n \x03(\x0b\x32 .tts_canary.admin.v1.GuardFigure\"$\n\rStatusRequest\x12\x13\n\x0btransitions\x18\x01 \x01(\r\"\xe3\x02\n\x0eStatusResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\x12\x34\n\x11time_to_next_step\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x66rozen\x18\x03 \x01(\x08\x12\x30\n\x06guards\x18\x04 \x03(\x0b\x32 .tts_canary.admin.v1.GuardFigure\x12-\n\x07verdict\x18\x06 \x01(\x0e\x32\x1c.tts_canary.admin.v1.Verdict\x12.\n\ncheck_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nnext_share\x18\x08 \x01(\t\x12\x34\n\x0btransitions\x18\x05 \x03(\x0b\x32\x1f.tts_canary.admin.v1.Transition\"-\n\x0cStartRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\rStartResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\"-\n\x0cPauseRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\rPauseResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\".\n\rResumeRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"B\n\x0eResumeResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\"0\n\x0fRollbackRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x10RollbackResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\"/\n\x0ePromoteRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"C\n\x0fPromoteResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\"?\n\x0fSetShareRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05share\x18\x03 \x01(\t\"D\n\x10SetShareResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState*\x82\x01\n\x05Phase\x12\x15\n\x11PHASE_UNSPECIFIED\x10\x00\x12\x11\n\rPHASE_PENDING\x10\x01\x12\x11\n\rPHASE_RAMPING\x10\x02\x12\x10\n\x0cPHASE_PAUSED\x10\x03\x12\x15\n\x11PHASE_ROLLED_BACK\x10\x04\x12\x13\n\x0fPHASE_COMPLETED\x10\x05*X\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_PASS\x10\x01\x12\x10\n\x0cVERDICT_HOLD\x10\x02\x12\x10\n\x0cVERDICT_FAIL\x10\x03\x32\xdc\x04\n\x0cRolloutAdmin\x12Q\n\x06Status\x12\".tts_canary.admin.v1.StatusRequest\x1a#.tts_canary.admin.v1.StatusResponse\x12N\n\x05Start\x12!.tts_canary.admin.v1.StartRequest\x1a\".tts_canary.admin.v1.StartResponse\x12N\n\x05Pause\x12!.tts_canary.admin.v1.PauseRequest\x1a\".tts_canary.admin.v1.PauseResponse\x12Q\n\x06Resume\x12\".tts_canary.admin.v1.ResumeRequest\x1a#.tts_canary.admin.v1.ResumeResponse\x12W\n\x08Rollback\x12$.tts_canary.admin.v1.RollbackRequest\x1a%.tts_canary.admin.v1.RollbackResponse\x12T\n\x07Promote\x12#.tts_canary.admin.v1.PromoteRequest\x1a$.tts_canary.admin.v1.PromoteResponse\x12W\n\x08SetShare\x12$.tts_canary.admin.v1.SetShareRequest\x1a%.tts_canary.admin.v1.SetShareResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3extproc/gen/tts_canary/admin/v1/rollout_admin.proto\x12\x13tts_canary.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x02\n\x0cRolloutState\x12\x0f\n\x07rollout\x18\x01 \x01(\t\x12)\n\x05phase\x18\x02 \x01(\x0e\x32\x1a.tts_canary.admin.v1.Phase\x12\r\n\x05stage\x18\x03 \x01(\r\x12\r\n\x05share\x18\x04 \x01(\t\x12\x1a\n\x12share_basis_points\x18\x05 \x01(\r\x12\x10\n\x08revision\x18\x06 \x01(\x04\x12\x32\n\x0enext_step_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\t \x01(\t\x12\r\n\x05\x61\x63tor\x18\n \x01(\t\x12\x14\n\x0cresume_share\x18\x0b \x01(\t\"\xb1\x02\n\x0bGuardFigure\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06signal\x18\x02 \x01(\t\x12\x0e\n\x06\x63ohort\x18\x03 \x01(\t\x12-\n\x07verdict\x18\x04 \x01(\x0e\x32\x1c.tts_canary.admin.v1.Verdict\x12\x12\n\x05value\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tthreshold\x18\x06 \x01(\x01\x12\x0f\n\x07samples\x18\x07 \x01(\x04\x12\x13\n\x0bmin_samples\x18\x08 \x01(\x04\x12)\n\x06window\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x64\x65tail\x18\n \x01(\t\x12\x33\n\x07\x63ompare\x18\x0b \x01(\x0b\x32\".tts_canary.admin.v1.CompareFigureB\x08\n\x06_value\"\xdb\x01\n\rCompareFigure\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x17\n\neffect_low\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0b\x65\x66\x66\x65\x63t_high\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x07p_value\x18\x04 \x01(\x01\x12\x14\n\x07\x65_value\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\r\n\x05\x61lpha\x18\x06 \x01(\x01\x12\x12\n\nsamples_v2\x18\x07 \x01(\x04\x12\x12\n\nsamples_v1\x18\x08 \x01(\x04\x42\r\n\x0b_effect_lowB\x0e\n\x0c_effect_highB\n\n\x08_e_value\"\xac\x02\n\nTransition\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12.\n\nfrom_phase\x18\x03 \x01(\x0e\x32\x1a.tts_canary.admin.v1.Phase\x12,\n\x08to_phase\x18\x04 \x01(\x0e\x32\x1a.tts_canary.admin.v1.Phase\x12\x12\n\nfrom_share\x18\x05 \x01(\t\x12\x10\n\x08to_share\x18\x06 \x01(\t\x12\r\n\x05stage\x18\x07 \x01(\r\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x12\x30\n\x06guards\x18\n \x03(\x0b\x32 .tts_canary.admin.v1.GuardFigure\"$\n\rStatusRequest\x12\x13\n\x0btransitions\x18\x01 \x01(\r\"\xe3\x02\n\x0eStatusResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\x12\x34\n\x11time_to_next_step\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x66rozen\x18\x03 \x01(\x08\x12\x30\n\x06guards\x18\x04 \x03(\x0b\x32 .tts_canary.admin.v1.GuardFigure\x12-\n\x07verdict\x18\x06 \x01(\x0e\x32\x1c.tts_canary.admin.v1.Verdict\x12.\n\ncheck_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nnext_share\x18\x08 \x01(\t\x12\x34\n\x0btransitions\x18\x05 \x03(\x0b\x32\x1f.tts_canary.admin.v1.Transition\"-\n\x0cStartRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\rStartResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\"-\n\x0cPauseRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\rPauseResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\".\n\rResumeRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"B\n\x0eResumeResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\"0\n\x0fRollbackRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"D\n\x10RollbackResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\"/\n\x0ePromoteRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"C\n\x0fPromoteResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState\"?\n\x0fSetShareRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05share\x18\x03 \x01(\t\"D\n\x10SetShareResponse\x12\x30\n\x05state\x18\x01 \x01(\x0b\x32!.tts_canary.admin.v1.RolloutState*\x82\x01\n\x05Phase\x12\x15\n\x11PHASE_UNSPECIFIED\x10\x00\x12\x11\n\rPHASE_PENDING\x10\x01\x12\x11\n\rPHASE_RAMPING\x10\x02\x12\x10\n\x0cPHASE_PAUSED\x10\x03\x12\x15\n\x11PHASE_ROLLED_BACK\x10\x04\x12\x13\n\x0fPHASE_COMPLETED\x10\x05*X\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_PASS\x10\x01\x12\x10\n\x0cVERDICT_HOLD\x10\x02\x12\x10\n\x0cVERDICT_FAIL\x10\x03\x32\xdc\x04\n\x0cRolloutAdmin\x12Q\n\x06Status\x12\".tts_canary.admin.v1.StatusRequest\x1a#.tts_canary.admin.v1.StatusResponse\x12N\n\x05Start\x12!.tts_canary.admin.v1.StartRequest\x1a\".tts_canary.admin.v1.StartResponse\x12N\n\x05Pause\x12!.tts_canary.admin.v1.PauseRequest\x1a\".tts_canary.admin.v1.PauseResponse\x12Q\n\x06Resume\x12\".tts_canary.admin.v1.ResumeRequest\x1a#.tts_canary.admin.v1.ResumeResponse\x12W\n\x08Rollback\x12$.tts_canary.admin.v1.RollbackRequest\x1a%.tts_canary.admin.v1.RollbackResponse\x12T\n\x07Promote\x12#.tts_canary.admin.v1.PromoteRequest\x1a$.tts_canary.admin.v1.PromoteResponse\x12W\n\x08SetShare\x12$.tts_canary.admin.v1.SetShareRequest\x1a%.tts_canary.admin.v1.SetShareResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'extproc.gen.tts_canary.admin.v1.rollout_admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PHASE']._serialized_start=2120
-  _globals['_PHASE']._serialized_end=2250
-  _globals['_VERDICT']._serialized_start=2252
-  _globals['_VERDICT']._serialized_end=2340
+  _globals['_PHASE']._serialized_start=2395
+  _globals['_PHASE']._serialized_end=2525
+  _globals['_VERDICT']._serialized_start=2527
+  _globals['_VERDICT']._serialized_end=2615
   _globals['_ROLLOUTSTATE']._serialized_start=142
   _globals['_ROLLOUTSTATE']._serialized_end=446
   _globals['_GUARDFIGURE']._serialized_start=449
-  _globals['_GUARDFIGURE']._serialized_end=701
-  _globals['_TRANSITION']._serialized_start=704
-  _globals['_TRANSITION']._serialized_end=1004
-  _globals['_STATUSREQUEST']._serialized_start=1006
-  _globals['_STATUSREQUEST']._serialized_end=1042
-  _globals['_STATUSRESPONSE']._serialized_start=1045
-  _globals['_STATUSRESPONSE']._serialized_end=1400
-  _globals['_STARTREQUEST']._serialized_start=1402
-  _globals['_STARTREQUEST']._serialized_end=1447
-  _globals['_STARTRESPONSE']._serialized_start=1449
-  _globals['_STARTRESPONSE']._serialized_end=1514
-  _globals['_PAUSEREQUEST']._serialized_start=1516
-  _globals['_PAUSEREQUEST']._serialized_end=1561
-  _globals['_PAUSERESPONSE']._serialized_start=1563
-  _globals['_PAUSERESPONSE']._serialized_end=1628
-  _globals['_RESUMEREQUEST']._serialized_start=1630
-  _globals['_RESUMEREQUEST']._serialized_end=1676
-  _globals['_RESUMERESPONSE']._serialized_start=1678
-  _globals['_RESUMERESPONSE']._serialized_end=1744
-  _globals['_ROLLBACKREQUEST']._serialized_start=1746
-  _globals['_ROLLBACKREQUEST']._serialized_end=1794
-  _globals['_ROLLBACKRESPONSE']._serialized_start=1796
-  _globals['_ROLLBACKRESPONSE']._serialized_end=1864
-  _globals['_PROMOTEREQUEST']._serialized_start=1866
-  _globals['_PROMOTEREQUEST']._serialized_end=1913
-  _globals['_PROMOTERESPONSE']._serialized_start=1915
-  _globals['_PROMOTERESPONSE']._serialized_end=1982
-  _globals['_SETSHAREREQUEST']._serialized_start=1984
-  _globals['_SETSHAREREQUEST']._serialized_end=2047
-  _globals['_SETSHARERESPONSE']._serialized_start=2049
-  _globals['_SETSHARERESPONSE']._serialized_end=2117
-  _globals['_ROLLOUTADMIN']._serialized_start=2343
-  _globals['_ROLLOUTADMIN']._serialized_end=2947
+  _globals['_GUARDFIGURE']._serialized_end=754
+  _globals['_COMPAREFIGURE']._serialized_start=757
+  _globals['_COMPAREFIGURE']._serialized_end=976
+  _globals['_TRANSITION']._serialized_start=979
+  _globals['_TRANSITION']._serialized_end=1279
+  _globals['_STATUSREQUEST']._serialized_start=1281
+  _globals['_STATUSREQUEST']._serialized_end=1317
+  _globals['_STATUSRESPONSE']._serialized_start=1320
+  _globals['_STATUSRESPONSE']._serialized_end=1675
+  _globals['_STARTREQUEST']._serialized_start=1677
+  _globals['_STARTREQUEST']._serialized_end=1722
+  _globals['_STARTRESPONSE']._serialized_start=1724
+  _globals['_STARTRESPONSE']._serialized_end=1789
+  _globals['_PAUSEREQUEST']._serialized_start=1791
+  _globals['_PAUSEREQUEST']._serialized_end=1836
+  _globals['_PAUSERESPONSE']._serialized_start=1838
+  _globals['_PAUSERESPONSE']._serialized_end=1903
+  _globals['_RESUMEREQUEST']._serialized_start=1905
+  _globals['_RESUMEREQUEST']._serialized_end=1951
+  _globals['_RESUMERESPONSE']._serialized_start=1953
+  _globals['_RESUMERESPONSE']._serialized_end=2019
+  _globals['_ROLLBACKREQUEST']._serialized_start=2021
+  _globals['_ROLLBACKREQUEST']._serialized_end=2069
+  _globals['_ROLLBACKRESPONSE']._serialized_start=2071
+  _globals['_ROLLBACKRESPONSE']._serialized_end=2139
+  _globals['_PROMOTEREQUEST']._serialized_start=2141
+  _globals['_PROMOTEREQUEST']._serialized_end=2188
+  _globals['_PROMOTERESPONSE']._serialized_start=2190
+  _globals['_PROMOTERESPONSE']._serialized_end=2257
+  _globals['_SETSHAREREQUEST']._serialized_start=2259
+  _globals['_SETSHAREREQUEST']._serialized_end=2322
+  _globals['_SETSHARERESPONSE']._serialized_start=2324
+  _globals['_SETSHARERESPONSE']._serialized_end=2392
+  _globals['_ROLLOUTADMIN']._serialized_start=2618
+  _globals['_ROLLOUTADMIN']._serialized_end=3222
 # @@protoc_insertion_point(module_scope)

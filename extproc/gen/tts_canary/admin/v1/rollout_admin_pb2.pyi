@@ -64,7 +64,7 @@ class RolloutState(_message.Message):
     def __init__(self, rollout: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., stage: _Optional[int] = ..., share: _Optional[str] = ..., share_basis_points: _Optional[int] = ..., revision: _Optional[int] = ..., next_step_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., resume_share: _Optional[str] = ...) -> None: ...
 
 class GuardFigure(_message.Message):
-    __slots__ = ("name", "signal", "cohort", "verdict", "value", "threshold", "samples", "min_samples", "window", "detail")
+    __slots__ = ("name", "signal", "cohort", "verdict", "value", "threshold", "samples", "min_samples", "window", "detail", "compare")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
     COHORT_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class GuardFigure(_message.Message):
     MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_FIELD_NUMBER: _ClassVar[int]
     name: str
     signal: str
     cohort: str
@@ -85,7 +86,28 @@ class GuardFigure(_message.Message):
     min_samples: int
     window: _duration_pb2.Duration
     detail: str
-    def __init__(self, name: _Optional[str] = ..., signal: _Optional[str] = ..., cohort: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., samples: _Optional[int] = ..., min_samples: _Optional[int] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
+    compare: CompareFigure
+    def __init__(self, name: _Optional[str] = ..., signal: _Optional[str] = ..., cohort: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., samples: _Optional[int] = ..., min_samples: _Optional[int] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., detail: _Optional[str] = ..., compare: _Optional[_Union[CompareFigure, _Mapping]] = ...) -> None: ...
+
+class CompareFigure(_message.Message):
+    __slots__ = ("metric", "effect_low", "effect_high", "p_value", "e_value", "alpha", "samples_v2", "samples_v1")
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_LOW_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_HIGH_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    E_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_V2_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_V1_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    effect_low: float
+    effect_high: float
+    p_value: float
+    e_value: float
+    alpha: float
+    samples_v2: int
+    samples_v1: int
+    def __init__(self, metric: _Optional[str] = ..., effect_low: _Optional[float] = ..., effect_high: _Optional[float] = ..., p_value: _Optional[float] = ..., e_value: _Optional[float] = ..., alpha: _Optional[float] = ..., samples_v2: _Optional[int] = ..., samples_v1: _Optional[int] = ...) -> None: ...
 
 class Transition(_message.Message):
     __slots__ = ("time", "revision", "from_phase", "to_phase", "from_share", "to_share", "stage", "reason", "actor", "guards")
