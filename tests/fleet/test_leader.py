@@ -122,7 +122,8 @@ def test_killing_the_leading_controller_mid_ramp(
         b.wait_logged("standing by; leader of")
         refused = b.refusal("Start", actor="alice")
         assert refused.code() is grpc.StatusCode.FAILED_PRECONDITION
-        assert refused.details() == "not the leader; leader is ctrl-a"
+        assert refused.details() == f"not the leader; leader is ctrl-a (admin {a.admin})"
+        assert dict(refused.trailing_metadata() or ())["x-rollout-leader-admin"] == a.admin
         assert b.call("Status").state.rollout == "fleet"  # a standby answers status
         a.call("Start", actor="alice")
         wait_until(lambda: current(store).stage >= 3, "stage 3", 15, a.process)
