@@ -29,6 +29,7 @@ from extproc.rollout.guards.judge import Source, family
 from extproc.rollout.guards.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
 from extproc.rollout.policy import Policy, load_policy
 from extproc.rollout.stores.opener import open_store
+from extproc.rollout.stores.state_store import StateStore
 from extproc.settings import STATE, Setting, env, positive_float
 
 POLICY = Setting("EXTPROC_ROLLOUT_POLICY", "", "ramp policy YAML file (required)")
@@ -82,7 +83,8 @@ def register(subparsers: Any, extension: Extension | None = None) -> None:
         "--clock-start",
         default="",
         metavar="ISO",
-        help="calendar starts here (tests, demos), e.g. 2026-11-25T06:59:00+01:00; naive = UTC",
+        help="calendar starts here (tests, demos), e.g. 2026-11-25T06:59:00+01:00; naive = UTC."
+        " Stored with the state: restarts and other replicas follow it without this flag",
     )
     p.add_argument(
         "--clock-speed",
@@ -114,12 +116,40 @@ def build_sources(
     return sources
 
 
-def build_clock(start: str, speed: str) -> Clock:
-    """The real clock, or a scaled one if a start or a speed other than 1 is given."""
+def build_clock(start: str, speed: str, store: StateStore | None = None) -> Clock:
+    """The real clock, or a scaled one if a start or a speed other than 1 is given.
+
+    With a ``store``, a scaled clock's origin is the one stored with the rollout (the first
+    replica stores it), so all replicas and every restart read the same calendar; a replica
+    started without clock flags follows a stored origin too. ValueError when the flags
+    disagree with the stored origin (another speed, another start)."""
     factor = positive_float("--clock-speed", speed)
-    if not start and factor == 1.0:
-        return SystemClock()
-    return ScaledClock(parse_start(start) if start else None, factor)
+    scaled = bool(start) or factor != 1.0
+    if store is None:
+        return (
+            ScaledClock(parse_start(start) if start else None, factor) if scaled else SystemClock()
+        )
+    stored = store.clock_origin(None)
+    if not scaled:
+        if stored is None:
+            return SystemClock()
+        log.warning("this rollout runs on a scaled clock: following it (%s)", stored.describe())
+        return ScaledClock.from_origin(stored)
+    wanted = ScaledClock(parse_start(start) if start else None, factor).origin
+    origin = stored or store.clock_origin(wanted) or wanted
+    if origin.speed != factor:
+        raise ValueError(
+            f"--clock-speed {factor:g}: this rollout's stored clock runs at x{origin.speed:g} "
+            f"({origin.describe()}); pass --clock-speed {origin.speed:g}, or use a fresh state"
+        )
+    if start and origin is not wanted and origin.start != wanted.start:
+        raise ValueError(
+            f"--clock-start {start}: this rollout's calendar is stored ({origin.describe()}); "
+            "drop --clock-start to follow it, or use a fresh state"
+        )
+    if origin is not wanted:
+        log.info("scaled clock from the stored origin: %s", origin.describe())
+    return ScaledClock.from_origin(origin)
 
 
 def build_controller(args: argparse.Namespace) -> Controller:
@@ -141,7 +171,7 @@ def build_controller(args: argparse.Namespace) -> Controller:
             f"{args.state} holds rollout {current.rollout!r}, the policy is for "
             f"{policy.rollout!r}: use another state file"
         )
-    clock = build_clock(args.clock_start, args.clock_speed)
+    clock = build_clock(args.clock_start, args.clock_speed, store)
     interval = positive_float("--interval", args.interval)
     sources = build_sources(policy, clock, args.envoy_admin, args.prometheus)
     leadership = fleet_control.leadership_for(store, args)
