@@ -2,7 +2,10 @@
 
 Loads the policy (strictly, with located errors), opens the state file (creating a pending
 state if there is none), and checks the guards every interval until SIGINT or SIGTERM.
-Exit codes: 0 after a signal, 2 for bad settings (policy, rules, state for another rollout).
+Exit codes: 0 after a signal, 2 for bad settings (policy, rules, state for another rollout,
+a clock that disagrees with the stored one), 1 when a file store cannot be read. An etcd
+store that does not answer at start is waited for (retried, logged); an etcd fault while
+running never ends the process (see docs/etcd-faults.md).
 
 ``register(subparsers, extension=None)`` adds the subcommand; an :class:`Extension` (the
 admin API) may add its own options and run beside the controller, sharing its instance.
@@ -16,9 +19,10 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from extproc.core.errors import RulesError
 from extproc.core.loader import load_rules
@@ -42,6 +46,7 @@ PROMETHEUS = Setting(
 INTERVAL = Setting("EXTPROC_CHECK_INTERVAL", str(DEFAULT_INTERVAL), "seconds between guard checks")
 SETTINGS = (POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, *fleet_control.SETTINGS)
 log = logging.getLogger("extproc.rollout.controller")
+T = TypeVar("T")
 
 
 class Extension(Protocol):
@@ -165,17 +170,35 @@ def build_controller(args: argparse.Namespace) -> Controller:
                 f"{rules.name!r} of {args.rules}"
             )
     store = open_store(args.state)
-    current = store.read()
+    current = _when_etcd_answers("reading the state", store.read)
     if current is not None and current.rollout != policy.rollout:
         raise ValueError(
             f"{args.state} holds rollout {current.rollout!r}, the policy is for "
             f"{policy.rollout!r}: use another state file"
         )
-    clock = build_clock(args.clock_start, args.clock_speed, store)
+    clock = _when_etcd_answers(
+        "reading the clock", lambda: build_clock(args.clock_start, args.clock_speed, store)
+    )
     interval = positive_float("--interval", args.interval)
     sources = build_sources(policy, clock, args.envoy_admin, args.prometheus)
     leadership = fleet_control.leadership_for(store, args)
     return Controller(policy, store, sources, clock=clock, interval=interval, leadership=leadership)
+
+
+def _when_etcd_answers(what: str, read: Callable[[], T]) -> T:
+    """``read()``, retried (backoff up to 2 s, until SIGTERM) while etcd is unavailable:
+    a controller started during an etcd outage waits for it instead of exiting. Any other
+    failure (a file store's, a refusal) is raised at once."""
+    pause = 0.1
+    while True:
+        try:
+            return read()
+        except OSError as exc:
+            if not getattr(exc, "fault", None):
+                raise
+            log.warning("%s: %s; retrying in %.1fs", what, getattr(exc, "diagnosis", exc), pause)
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def run(args: argparse.Namespace, extension: Extension | None = None) -> int:

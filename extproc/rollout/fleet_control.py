@@ -64,10 +64,17 @@ def leadership_for(store: StateStore, args: argparse.Namespace) -> LeaderElectio
             f"--leader-ttl ({LEADER_TTL.env}): {args.leader_ttl!r} is not whole seconds"
         ) from None
     identity = args.leader_id or default_identity()
-    admin = getattr(args, "leader_admin", "") or getattr(args, "admin", "")
+    admin = getattr(args, "leader_admin", "") or _dialable(getattr(args, "admin", ""))
     election = LeaderElection(store.session, store.leader_key, identity, ttl, admin)
     store.fence = election.fence
     return election
+
+
+def _dialable(address: str) -> str:
+    """``address`` if a client elsewhere could dial it; '' for a wildcard bind (0.0.0.0,
+    [::]), which names no host: then only --leader-admin says where this replica is."""
+    host = address.rpartition(":")[0].strip("[]")
+    return "" if host in ("0.0.0.0", "::", "") else address
 
 
 @contextlib.contextmanager

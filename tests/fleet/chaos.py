@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import itertools
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -81,11 +82,14 @@ class ChaosReport:
     unexpected_exits: list[str] = field(default_factory=list)
     check_failures: Counter[str] = field(default_factory=Counter)
     campaign_faults: Counter[str] = field(default_factory=Counter)
+    logged: Counter[str] = field(default_factory=Counter)  # from the controllers' logs
 
     def problems(self) -> list[str]:
         found = [f"{n} client errors" for n in [self.traffic["client_error"]] if n]
         found += self.cohort_violations[:10] + self.audit_problems[:10]
         found += self.leader_overlaps[:10] + self.unexpected_exits
+        if self.logged["traceback"]:
+            found.append(f"{self.logged['traceback']} tracebacks in the controllers' logs")
         return found
 
     def lines(self) -> list[str]:
@@ -96,8 +100,9 @@ class ChaosReport:
             f"  cohorts: {dict(self.cohorts)}; violations {len(self.cohort_violations)}",
             f"  audit: {self.audit_entries} entries, problems {len(self.audit_problems)}",
             f"  leadership: {self.leader_samples} samples, overlaps {len(self.leader_overlaps)}",
-            f"  controller check failures (retried): {dict(self.check_failures) or 'none'}; "
-            f"campaign faults: {dict(self.campaign_faults) or 'none'}",
+            f"  controller logs, all lives: {dict(self.logged) or 'nothing'}",
+            f"  last lives' status: check failures (retried) {dict(self.check_failures) or 'none'}"
+            f"; campaign faults {dict(self.campaign_faults) or 'none'}",
             f"  unexpected exits: {len(self.unexpected_exits)}",
         ]
 
@@ -291,6 +296,26 @@ class ChaosFleet:
         self.report.commands[f"{method}: {outcome}"] += 1
 
 
+_LOGGED = {
+    "check failed": re.compile(r"check failed \((\w+),"),
+    "renewal failed": re.compile(r"lease renewal failed, retrying"),
+    "stepped down": re.compile(r"no longer leading"),
+    "elected": re.compile(r"leading \S+ as "),
+    "traceback": re.compile(r"^Traceback", re.MULTILINE),
+}
+
+
+def count_logged(logs: list[Path]) -> Counter[str]:
+    """What the controllers logged over all their lives (their logs are appended to)."""
+    found: Counter[str] = Counter()
+    for path in logs:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        for name, pattern in _LOGGED.items():
+            for match in pattern.finditer(text):
+                found[f"{name} ({match.group(1)})" if pattern.groups else name] += 1
+    return found
+
+
 def check_audit(audit: list[dict[str, object]]) -> list[str]:
     """Gapless revisions, each step once (its stage one past the previous entry's), each
     entry starting from the share the previous one left."""
@@ -338,6 +363,7 @@ def run_chaos(
             if status is not None:
                 report.check_failures.update(dict(status.check_failures))
                 report.campaign_faults.update(dict(status.leadership.faults))
+        report.logged = count_logged([c.process.log_path for c in fleet.controllers])
         audit = fleet.store.audit(100_000)
         report.audit_entries = len(audit)
         report.audit_problems = check_audit(audit)

@@ -167,3 +167,30 @@ def test_replicas_and_restarts_share_the_stored_clock_origin(files: tuple[Path, 
                 "720",
             )
         )
+
+
+def test_a_controller_waits_for_etcd_at_start_instead_of_exiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from extproc.rollout.stores.etcd_types import EtcdUnavailable
+
+    pauses: list[float] = []
+    monkeypatch.setattr(command.time, "sleep", pauses.append)
+    answers: list[object] = [
+        EtcdUnavailable("get: quorum lost", "quorum_lost"),
+        EtcdUnavailable("get: unreachable", "unreachable"),
+        "the state",
+    ]
+
+    def read() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert command._when_etcd_answers("reading the state", read) == "the state"
+    assert pauses == [0.1, 0.2]
+    with pytest.raises(OSError, match="disk"):  # a file store's failure is not waited for
+        command._when_etcd_answers(
+            "reading the state", lambda: (_ for _ in ()).throw(OSError("disk"))
+        )
