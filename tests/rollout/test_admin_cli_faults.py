@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from extproc.rollout.admin.table import leader_text
 from extproc.rollout.clock import FakeClock
 from extproc.rollout.controller import Controller
 from extproc.rollout.stores.etcd_types import EtcdUnavailable
@@ -97,4 +98,28 @@ def test_status_json_shows_leadership_and_the_calendar_unrounded(
     assert status["leadership"]["replica_leads"] is True
     assert (
         "leader       no election (file store)" in rollout("status", "--admin", admin.target).stdout
+    )
+
+
+def test_the_leader_line_says_who_leads_since_when_and_who_answered() -> None:
+    standby = {
+        "elected": True,
+        "replica": "ctrl-b",
+        "replica_leads": False,
+        "leader": "ctrl-a",
+        "leader_admin": "10.0.0.7:50061",
+        "leader_since": "2026-11-25T07:00:00.250000Z",
+        "outage": "",
+    }
+    assert leader_text(standby) == (
+        "ctrl-a, admin 10.0.0.7:50061, since 2026-11-25 07:00:00.250000; ctrl-b answered, "
+        "standing by (changes go to the leader)"
+    )
+    leading = {**standby, "replica": "ctrl-a", "replica_leads": True}
+    assert leader_text(leading) == (
+        "ctrl-a (the replica that answered) leads, since 2026-11-25 07:00:00.250000"
+    )
+    lost = {**standby, "leader": None, "outage": "etcd quorum lost: 1 of 3 members reachable"}
+    assert leader_text(lost) == (
+        "none known (etcd quorum lost: 1 of 3 members reachable); ctrl-b answered, standing by"
     )

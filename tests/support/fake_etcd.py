@@ -38,6 +38,9 @@ class _Stub:
         self._member = member
 
     def __getattr__(self, method: str) -> Any:
+        if method == "LeaseKeepAlive":  # a stream: the scripted answer is its replies
+            return lambda requests, **_: _Stream(self._member, method)
+
         async def call(request: Any, **_: Any) -> Any:
             self._member.asked.append(method)
             answer = self._member.script[method].popleft()
@@ -46,6 +49,26 @@ class _Stub:
             return answer
 
         return call
+
+
+class _Stream:
+    """A response stream whose replies (or error) are the member's next scripted answer."""
+
+    def __init__(self, member: FakeMember, method: str) -> None:
+        member.asked.append(method)
+        self._answer = member.script[method].popleft()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._replies()
+
+    async def _replies(self) -> AsyncIterator[Any]:
+        if isinstance(self._answer, BaseException):
+            raise self._answer
+        for reply in self._answer:
+            yield reply
+
+    def cancel(self) -> None:
+        return None
 
 
 class FakeMember:

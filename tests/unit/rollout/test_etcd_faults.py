@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aetcd import rpc
 
 from extproc.rollout.clock import FakeClock
 from extproc.rollout.controller import Controller, failure_class
@@ -101,6 +102,16 @@ def test_a_lost_quorum_says_so_with_n_of_m_members_reachable() -> None:
     assert "bring back members until 2 of 3 run" in caught.value.diagnosis
     assert "a:1: UNAVAILABLE etcdserver: no leader" in str(caught.value)
     assert dict(client.faults) == {"no_leader": 1, "unreachable": 2}
+
+
+def test_a_keepalive_stream_closed_unanswered_is_not_a_lost_lease() -> None:
+    """A member dying mid-stream can end it without a reply: that is ``unreachable`` and
+    the next member renews; only a reply with TTL 0 (or NOT_FOUND) means the lease is gone."""
+    dying = FakeMember("a:1", LeaseKeepAlive=[[]])
+    healthy = FakeMember("b:1", LeaseKeepAlive=[[rpc.LeaseKeepAliveResponse(ID=5, TTL=9)]])
+    client = _client(dying, healthy)
+    assert asyncio.run(client.keepalive(5)) == 9
+    assert dict(client.faults) == {"unreachable": 1}
 
 
 @pytest.mark.parametrize(
