@@ -113,7 +113,7 @@ class FakeEtcd:
         self.data[key] = Entry(key, value, self.revision, created, lease)
         self.changed.set()
 
-    async def get(self, key: str) -> tuple[Entry | None, int]:
+    async def get(self, key: str, timeout: float | None = None) -> tuple[Entry | None, int]:
         self._maybe_fail("get")
         return self.data.get(key), self.revision
 
@@ -140,7 +140,7 @@ class FakeEtcd:
         self.leases[lease] = ttl
         return lease
 
-    async def keepalive(self, lease: int) -> int:
+    async def keepalive(self, lease: int, timeout: float | None = None) -> int:
         self._maybe_fail("keepalive")
         return self.leases.get(lease, 0)
 

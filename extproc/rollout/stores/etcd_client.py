@@ -145,12 +145,15 @@ class EtcdClient:
             await asyncio.sleep(pause)
             pause = min(pause * 2, ROUND_PAUSE[1])
 
-    async def get(self, key: str) -> tuple[Entry | None, int]:
-        """``key``'s entry (None if absent) and the store revision it was read at."""
+    async def get(self, key: str, timeout: float | None = None) -> tuple[Entry | None, int]:
+        """``key``'s entry (None if absent) and the store revision it was read at;
+        ``timeout`` per member overrides the client's."""
 
         async def op(m: _Member) -> tuple[Entry | None, int]:
             reply = await m.kv.Range(
-                rpc.RangeRequest(key=key.encode()), timeout=self.timeout, metadata=REQUIRE_LEADER
+                rpc.RangeRequest(key=key.encode()),
+                timeout=timeout or self.timeout,
+                metadata=REQUIRE_LEADER,
             )
             entry = _entry(reply.kvs[0]) if reply.kvs else None
             return entry, int(reply.header.revision)
@@ -214,13 +217,14 @@ class EtcdClient:
 
         return await self._call("lease grant", op)
 
-    async def keepalive(self, lease: int) -> int:
-        """Renew ``lease``; the seconds it now has left (0: the lease is gone)."""
+    async def keepalive(self, lease: int, timeout: float | None = None) -> int:
+        """Renew ``lease``; the seconds it now has left (0: the lease is gone). ``timeout``
+        per member overrides the client's (a short lease needs a quick move to the next)."""
 
         async def op(m: _Member) -> int:
             call = m.lease.LeaseKeepAlive(
                 iter([rpc.LeaseKeepAliveRequest(ID=lease)]),
-                timeout=self.timeout,
+                timeout=timeout or self.timeout,
                 metadata=REQUIRE_LEADER,
             )
             try:

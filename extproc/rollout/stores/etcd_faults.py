@@ -4,7 +4,8 @@ etcd and grpc say the same few things in many ways. :func:`classify` maps one me
 answer (a gRPC status code name and its details) to a :class:`Fault`:
 
     unreachable     no answer at all: connection refused, member killed, socket closed,
-                    stream reset (gRPC UNAVAILABLE / CANCELLED / INTERNAL from the transport)
+                    stream reset (gRPC UNAVAILABLE / CANCELLED from the transport; INTERNAL
+                    not from etcd, e.g. grpc's "Internal error from Core" on a dying channel)
     timeout         the request's deadline passed: DEADLINE_EXCEEDED, or etcd's own
                     "context deadline exceeded" (UNKNOWN) and "request timed out" (UNAVAILABLE),
                     which etcd sends when its deadline (the client's, propagated) fires first
@@ -68,8 +69,10 @@ def classify(code: str, details: str) -> Fault:
         return Fault.OVERLOADED
     if code == "UNAVAILABLE":
         return Fault.UNHEALTHY if "etcdserver:" in text else Fault.UNREACHABLE
-    if code == "CANCELLED" or (code in ("UNKNOWN", "INTERNAL") and _transport(text)):
+    if code == "CANCELLED" or (code == "UNKNOWN" and _transport(text)):
         return Fault.UNREACHABLE
+    if code == "INTERNAL" and "etcdserver:" not in text:
+        return Fault.UNREACHABLE  # grpc's own ("Internal error from Core", RST_STREAM)
     return Fault.REFUSED
 
 

@@ -128,6 +128,7 @@ class LeaderElection:
         self.outage: tuple[str, str] | None = None  # (class, diagnosis) of the last failure
         self._session = session
         self._margin = ttl / 10  # clock drift and the time a write needs to land
+        self._member_timeout = min(max(ttl / 4, 0.25), 2.0)  # per member, when renewing
         self._lease: int | None = None
         self._stale_lease: int | None = None  # given up on while etcd was unreachable
         self._term: int | None = None  # create revision of our leader key
@@ -270,9 +271,9 @@ class LeaderElection:
         while True:
             await asyncio.sleep(pause)
             sent = time.monotonic()
-            try:
-                left = await client.keepalive(lease)
-                entry, _ = await client.get(self.key)
+            try:  # per member at most a quarter of the lease: time to try the others
+                left = await client.keepalive(lease, self._member_timeout)
+                entry, _ = await client.get(self.key, self._member_timeout)
             except Exception as exc:  # any failure: retry while the lease may still live
                 self._failed(exc)
                 if time.monotonic() >= self._valid_until - self._margin:
