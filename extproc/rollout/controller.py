@@ -25,7 +25,6 @@ For the admin API and the CLI, :class:`Controller` offers:
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -39,6 +38,7 @@ from extproc.rollout.clock import Clock, SystemClock
 from extproc.rollout.guards.judge import Evaluation, Source, evaluate, family
 from extproc.rollout.policy import Policy
 from extproc.rollout.state import Change, Phase, RolloutState, Transition, TransitionError
+from extproc.rollout.status_view import NO_ELECTION, Counters, failure_class, status_json
 from extproc.rollout.stores.state_store import Conflict, StateStore
 
 log = logging.getLogger("extproc.rollout.controller")
@@ -60,20 +60,6 @@ class Leadership(Protocol):
     def snapshot(self) -> dict[str, Any]:
         """Who leads, since when, whether this replica does (see stores/leader.py)."""
         ...
-
-
-#: ``status()["leadership"]`` without an election (a file store: this replica decides).
-NO_ELECTION: dict[str, Any] = {
-    "elected": False,
-    "replica": "",
-    "replica_leads": True,
-    "leader": None,
-    "leader_admin": "",
-    "leader_since": None,
-    "term": None,
-    "faults": {},
-    "outage": "",
-}
 
 
 class Controller:
@@ -271,69 +257,21 @@ class Controller:
         return await asyncio.to_thread(self.apply, action, actor, share, reason)
 
     def status(self, transitions: int = 10) -> dict[str, Any]:
-        """The rollout as the operator sees it (JSON-ready; times are unix seconds of the
-        controller's clock, shares percent strings with ``*_buckets`` beside them)."""
+        """The rollout as the operator sees it (see ``status_view.status_json``)."""
         current = self.store.read() or RolloutState(rollout=self.policy.rollout)
-        now = self.clock.now()
-        audit = self.store.audit(transitions)
-        last = next((t for t in audit if t.get("revision") == current.revision), None)
-        ramping = current.phase is Phase.RAMPING and current.next_step_at is not None
-        evaluation = self.last
-        return {
-            "rollout": current.rollout,
-            "phase": current.phase.value,
-            "stage": current.stage,
-            "share": percent(current.share),
-            "share_buckets": current.share,
-            "resume_share": percent(current.resume_share),
-            "revision": current.revision,
-            "next_share": percent(self.policy.next_share(current.share)) if ramping else None,
-            "next_step_at": current.next_step_at,
-            "next_step_in": (
-                max(0.0, current.next_step_at - now)
-                if ramping and current.next_step_at is not None
-                else None
-            ),
-            "frozen_now": self.policy.frozen_at(dt.datetime.fromtimestamp(now, dt.UTC)),
-            "now": now,
-            "clock_speed": float(getattr(self.clock, "speed", 1.0)),
-            "updated_at": current.updated_at,
-            "reason": current.reason,
-            "operator_reason": (last or {}).get("operator_reason", ""),
-            "actor": current.actor,
-            "verdict": evaluation.verdict.value if evaluation else None,
-            "checked_at": evaluation.at if evaluation else None,
-            "guards": evaluation.guards_json() if evaluation else {},
-            "checks": self.checks,
-            "conflicts": self.conflicts,
-            "check_failures": dict(self.failures),
-            "interval": self.interval,
-            "leadership": (
-                self.leadership.snapshot() if self.leadership is not None else NO_ELECTION
-            ),
-            "transitions": audit,
-        }
+        return status_json(
+            current,
+            self.policy,
+            self.store.audit(transitions),
+            self.clock,
+            self.last,
+            Counters(self.checks, self.conflicts, dict(self.failures), self.interval),
+            self.leadership.snapshot() if self.leadership is not None else NO_ELECTION,
+        )
 
     async def status_async(self, transitions: int = 10) -> dict[str, Any]:
         """:meth:`status` in a worker thread."""
         return await asyncio.to_thread(self.status, transitions)
-
-
-def failure_class(exc: BaseException) -> str:
-    """The class of a failed check or change: a store's own (``exc.fault``, e.g. etcd's
-    ``quorum_lost``, ``unreachable``, ``timeout``, ``refused``; see stores/etcd_faults.py),
-    else ``conflict``, ``store_unavailable`` (OSError), ``bad_state`` (ValueError) or
-    ``unexpected``."""
-    fault = getattr(exc, "fault", None)
-    if isinstance(fault, str) and fault:
-        return fault
-    if isinstance(exc, Conflict):
-        return "conflict"
-    if isinstance(exc, OSError):
-        return "store_unavailable"
-    if isinstance(exc, ValueError):
-        return "bad_state"
-    return "unexpected"
 
 
 def check_manual_share(policy: Policy, current: RolloutState, share: int) -> None:

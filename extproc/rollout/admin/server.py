@@ -34,8 +34,8 @@ from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2 as pb
 from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2_grpc as pb_grpc
 from extproc.rollout.admin import wire
 from extproc.rollout.admin.access import ADMIN, ADMIN_TOKEN, AdminAccess, authorized, check_access
-from extproc.rollout.controller import failure_class
 from extproc.rollout.state import RolloutState, TransitionError
+from extproc.rollout.status_view import failure_class
 from extproc.rollout.stores.state_store import Conflict
 from extproc.settings import env
 
