@@ -28,16 +28,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import random
-import re
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -48,6 +43,8 @@ from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2_grpc as pb_grpc
 from extproc.rollout.stores.etcd_store import EtcdStateStore
 from extproc.stack.processes import ManagedProcess, wait_for_http, wait_for_port, wait_until
 from extproc.stack.stack import DEFAULT_RULES, HOST, Stack
+from tests.fleet.chaos_checks import ChaosReport, LeaderSampler, check_audit, count_logged
+from tests.fleet.chaos_checks import status as status_of
 from tests.fleet.chaos_traffic import Traffic, cohort_violations, share_sequence
 from tests.fleet.controllers import FleetController, leader_of, write_policy
 from tests.support.etcd_cluster import EtcdCluster
@@ -64,88 +61,6 @@ FAULTS = {  # fault -> weight
     "sidecar": 2,
     "envoy": 2,
 }
-
-
-@dataclass
-class ChaosReport:
-    seconds: float = 0.0
-    seed: int = 0
-    faults: Counter[str] = field(default_factory=Counter)
-    commands: Counter[str] = field(default_factory=Counter)
-    traffic: Counter[str] = field(default_factory=Counter)
-    cohorts: Counter[str] = field(default_factory=Counter)
-    cohort_violations: list[str] = field(default_factory=list)
-    leader_samples: int = 0
-    leader_overlaps: list[str] = field(default_factory=list)
-    audit_entries: int = 0
-    audit_problems: list[str] = field(default_factory=list)
-    unexpected_exits: list[str] = field(default_factory=list)
-    check_failures: Counter[str] = field(default_factory=Counter)
-    campaign_faults: Counter[str] = field(default_factory=Counter)
-    logged: Counter[str] = field(default_factory=Counter)  # from the controllers' logs
-
-    def problems(self) -> list[str]:
-        found = [f"{n} client errors" for n in [self.traffic["client_error"]] if n]
-        found += self.cohort_violations[:10] + self.audit_problems[:10]
-        found += self.leader_overlaps[:10] + self.unexpected_exits
-        if self.logged["traceback"]:
-            found.append(f"{self.logged['traceback']} tracebacks in the controllers' logs")
-        return found
-
-    def lines(self) -> list[str]:
-        return [
-            f"chaos run {self.seconds:.0f} s (seed {self.seed}): faults {dict(self.faults)}",
-            f"  operator commands: {dict(self.commands)}",
-            f"  requests: {dict(self.traffic)} (client errors must be 0)",
-            f"  cohorts: {dict(self.cohorts)}; violations {len(self.cohort_violations)}",
-            f"  audit: {self.audit_entries} entries, problems {len(self.audit_problems)}",
-            f"  leadership: {self.leader_samples} samples, overlaps {len(self.leader_overlaps)}",
-            f"  controller logs, all lives: {dict(self.logged) or 'nothing'}",
-            f"  last lives' status: check failures (retried) {dict(self.check_failures) or 'none'}"
-            f"; campaign faults {dict(self.campaign_faults) or 'none'}",
-            f"  unexpected exits: {len(self.unexpected_exits)}",
-        ]
-
-
-def _status(admin: str, timeout: float = 1.0) -> pb.StatusResponse | None:
-    with grpc.insecure_channel(admin) as channel:
-        try:
-            return pb_grpc.RolloutAdminStub(channel).Status(pb.StatusRequest(), timeout=timeout)
-        except grpc.RpcError:
-            return None
-
-
-class LeaderSampler:
-    """Asks both controllers who leads, A, B, A again; all three saying "I lead" (with
-    nothing failing in between) is an overlap."""
-
-    def __init__(self, controllers: list[FleetController]) -> None:
-        self.controllers = controllers
-        self.samples = 0
-        self.overlaps: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> LeaderSampler:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        flip = False
-        while not self._stop.wait(0.2):
-            a, b = self.controllers[::-1] if flip else self.controllers
-            flip = not flip
-            first, other, again = _status(a.admin), _status(b.admin), _status(a.admin)
-            if first is None or other is None or again is None:
-                continue
-            self.samples += 1
-            leads = [s.leadership.replica_leads for s in (first, other, again)]
-            if all(leads):
-                self.overlaps.append(f"{a.name} and {b.name} both led at {time.time():.3f}")
 
 
 class ChaosFleet:
@@ -296,42 +211,6 @@ class ChaosFleet:
         self.report.commands[f"{method}: {outcome}"] += 1
 
 
-_LOGGED = {
-    "check failed": re.compile(r"check failed \((\w+),"),
-    "renewal failed": re.compile(r"lease renewal failed, retrying"),
-    "stepped down": re.compile(r"no longer leading"),
-    "elected": re.compile(r"leading \S+ as "),
-    "traceback": re.compile(r"^Traceback", re.MULTILINE),
-}
-
-
-def count_logged(logs: list[Path]) -> Counter[str]:
-    """What the controllers logged over all their lives (their logs are appended to)."""
-    found: Counter[str] = Counter()
-    for path in logs:
-        text = path.read_text(errors="replace") if path.exists() else ""
-        for name, pattern in _LOGGED.items():
-            for match in pattern.finditer(text):
-                found[f"{name} ({match.group(1)})" if pattern.groups else name] += 1
-    return found
-
-
-def check_audit(audit: list[dict[str, object]]) -> list[str]:
-    """Gapless revisions, each step once (its stage one past the previous entry's), each
-    entry starting from the share the previous one left."""
-    problems = []
-    revisions = [int(str(e["revision"])) for e in audit]
-    if revisions != list(range(1, len(audit) + 1)):
-        problems.append(f"audit revisions are not 1..{len(audit)}: {revisions}")
-    for before, after in itertools.pairwise(audit):
-        if after["from_share"] != before["to_share"]:
-            problems.append(f"r{after['revision']} starts at {after['from_share']}")
-        step = str(after["reason"]).startswith("step to") or after["reason"] == "ramp complete"
-        if step and int(str(after["stage"])) != int(str(before["stage"])) + 1:
-            problems.append(f"r{after['revision']}: stage {after['stage']} after {before['stage']}")
-    return problems
-
-
 def run_chaos(
     root: Path, seconds: float, seed: int, say: Callable[[str], None] = print
 ) -> ChaosReport:
@@ -359,7 +238,7 @@ def run_chaos(
         sampler.stop()
         report.seconds = time.monotonic() - began
         for controller in fleet.controllers:
-            status = _status(controller.admin, timeout=5)
+            status = status_of(controller.admin, timeout=5)
             if status is not None:
                 report.check_failures.update(dict(status.check_failures))
                 report.campaign_faults.update(dict(status.leadership.faults))

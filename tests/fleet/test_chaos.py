@@ -13,7 +13,8 @@ import pytest
 
 from extproc.stack.stack import DEFAULT_RULES
 from tests.fleet import figures
-from tests.fleet.chaos import ROLLOUT, check_audit, run_chaos
+from tests.fleet.chaos import ROLLOUT, run_chaos
+from tests.fleet.chaos_checks import check_audit
 from tests.fleet.chaos_traffic import Observation, cohort_violations, share_sequence
 from tests.support.cohorts import users_by_cohort
 
