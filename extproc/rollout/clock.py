@@ -3,8 +3,12 @@
 A clock has two faces, kept apart on purpose:
 
 - ``now()``: calendar time, unix seconds. The ramp schedule (``next_step_at``) and the freeze
-  windows read it. A :class:`ScaledClock` moves it ``speed`` times faster from a chosen
-  ``start``, so a 2-hour step or a 07:00-09:30 freeze window passes in seconds.
+  windows read it. A :class:`ScaledClock` moves it ``speed`` times faster from a
+  :class:`ClockOrigin` (calendar ``start`` at wall-clock ``wall``), so a 2-hour step or a
+  07:00-09:30 freeze window passes in seconds. The origin is stored with the rollout's
+  state (see the stores' ``clock_origin``), so every replica and every restart reads the
+  same calendar; it is anchored to the wall clock (not a process's monotonic clock) for
+  that reason.
 - ``monotonic()`` and ``sleep()``: real elapsed seconds, never scaled. The check interval and
   the guard windows use them, because they measure real traffic: a 60 s latency window must
   hold 60 s of requests whatever the calendar does.
@@ -17,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -47,21 +52,67 @@ class SystemClock:
         await asyncio.sleep(seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class ClockOrigin:
+    """A scaled calendar: at wall-clock time ``wall`` (unix seconds) the calendar read
+    ``start``, and it runs ``speed`` times faster than the wall clock."""
+
+    start: float
+    wall: float
+    speed: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start, "wall": self.wall, "speed": self.speed}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ClockOrigin:
+        """ValueError unless ``data`` is ``{"start": s, "wall": w, "speed": x > 0}``."""
+        try:
+            origin = cls(float(data["start"]), float(data["wall"]), float(data["speed"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a clock origin: {data!r} ({exc})") from None
+        if not origin.speed > 0:
+            raise ValueError(f"not a clock origin: speed {origin.speed} must be > 0")
+        return origin
+
+    def calendar_at(self, wall: float) -> float:
+        return self.start + (wall - self.wall) * self.speed
+
+    def describe(self) -> str:
+        start = dt.datetime.fromtimestamp(self.start, dt.UTC).isoformat()
+        wall = dt.datetime.fromtimestamp(self.wall, dt.UTC).isoformat(timespec="seconds")
+        return f"calendar {start} at wall clock {wall}, x{self.speed:g}"
+
+
 class ScaledClock:
-    """Calendar time that starts at ``start`` (default: now) and runs ``speed`` times faster
-    than real time; ``monotonic`` and ``sleep`` stay real. speed 720 makes 2 h pass in 10 s."""
+    """Calendar time from an origin: it starts at ``start`` (default: now) and runs
+    ``speed`` times faster than the wall clock; ``monotonic`` and ``sleep`` stay real.
+    speed 720 makes 2 h pass in 10 s. :meth:`from_origin` follows a stored origin."""
 
     def __init__(self, start: dt.datetime | float | None = None, speed: float = 1.0) -> None:
         if not speed > 0:
             raise ValueError(f"clock speed {speed} must be greater than 0")
         if isinstance(start, dt.datetime):
             start = to_aware(start).timestamp()
-        self.start = time.time() if start is None else float(start)
-        self.speed = float(speed)
-        self._anchor = time.monotonic()
+        wall = time.time()
+        self.origin = ClockOrigin(wall if start is None else float(start), wall, float(speed))
+
+    @classmethod
+    def from_origin(cls, origin: ClockOrigin) -> ScaledClock:
+        clock = cls(origin.start, origin.speed)
+        clock.origin = origin
+        return clock
+
+    @property
+    def start(self) -> float:
+        return self.origin.start
+
+    @property
+    def speed(self) -> float:
+        return self.origin.speed
 
     def now(self) -> float:
-        return self.start + (time.monotonic() - self._anchor) * self.speed
+        return self.origin.calendar_at(time.time())
 
     def monotonic(self) -> float:
         return time.monotonic()

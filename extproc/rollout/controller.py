@@ -4,7 +4,10 @@ Every check interval the controller refreshes its guard sources, judges every gu
 reads the state from the store and calls ``state.tick``; a change is written with
 compare-and-swap on the revision it read. If another writer (a second controller, an
 operator through the admin API) got there first, the write is refused, nothing is
-retried blindly, and the next check decides again from the new state. All rollout state
+retried blindly, and the next check decides again from the new state. A check that fails
+(the store unreachable, etcd without quorum, a refused request, a state it cannot read,
+anything else) is logged, counted by class in ``failures`` and retried at the next check:
+the loop ends only on :meth:`request_stop`. All rollout state
 lives in the store, so a restarted controller resumes the same stage and share; only the
 guard windows start over (their sources hold until they have samples again).
 
@@ -12,8 +15,9 @@ For the admin API and the CLI, :class:`Controller` offers:
 
 - ``status(transitions=10) -> dict`` : phase, stage, share, revision, time to the next
   step, freeze, the last guard figures and the last transitions of the audit log;
-- ``apply(action, actor, share=None) -> RolloutState`` : start, pause, resume, rollback,
-  promote, set-share, through the same CAS store, raising ``TransitionError`` (the phase
+- ``apply(action, actor, share=None, reason="") -> RolloutState`` : start, pause, resume,
+  rollback, promote, set-share, through the same CAS store, the operator's ``reason``
+  audited beside the action (``operator_reason``), raising ``TransitionError`` (the phase
   does not allow it) or ``ValueError`` (a bad request) with a message for the operator;
 - ``status_async`` / ``apply_async``: the same, off the event loop (they do file I/O).
 """
@@ -21,9 +25,10 @@ For the admin API and the CLI, :class:`Controller` offers:
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from extproc.core.bucket import BUCKETS
@@ -34,6 +39,7 @@ from extproc.rollout.guards.comparison import Comparisons
 from extproc.rollout.guards.judge import Evaluation, Figure, Source, evaluate, family
 from extproc.rollout.policy import Guard, Policy
 from extproc.rollout.state import Change, Phase, RolloutState, Transition, TransitionError
+from extproc.rollout.status_view import NO_ELECTION, Counters, failure_class, status_json
 from extproc.rollout.stores.state_store import Conflict, StateStore
 
 log = logging.getLogger("extproc.rollout.controller")
@@ -50,6 +56,10 @@ class Leadership(Protocol):
 
     def require_leader(self) -> None:
         """Raise a TransitionError naming the leader unless this replica leads."""
+        ...
+
+    def snapshot(self) -> dict[str, Any]:
+        """Who leads, since when, whether this replica does (see stores/leader.py)."""
         ...
 
 
@@ -92,6 +102,7 @@ class Controller:
         self.notifier = notifier
         self.checks = 0  # completed checks (tests wait on this counter)
         self.conflicts = 0  # writes refused because the state had moved on
+        self.failures: Counter[str] = Counter()  # failed checks by class (failure_class)
         self.last: Evaluation | None = None
         self.comparisons = Comparisons()  # compare guards' memory within a stage
         self._stage = ""  # the stage compare guards test: phase/stage/share last seen
@@ -113,10 +124,25 @@ class Controller:
             try:
                 if self.leadership is None or self.leadership.is_leader():
                     await self.check()
-            except (OSError, ValueError) as exc:  # an unreadable state file: keep trying
-                log.error("check failed, state unchanged: %s", exc)
+            except Exception as exc:  # every failure is retried at the next check
+                self._failed(exc)
             await self._pause(self.interval - (self.clock.monotonic() - began))
         self._stop_requested = False
+
+    def _failed(self, exc: Exception) -> None:
+        kind = failure_class(exc)
+        first = self.failures[kind] == 0
+        self.failures[kind] += 1
+        if kind == "unexpected":
+            log.exception("check failed (%s), state unchanged; retrying", kind)
+        else:  # the first of a class with its story, the rest shorter
+            log.log(
+                logging.ERROR if first else logging.WARNING,
+                "check failed (%s, %d so far), state unchanged; retrying next check: %s",
+                kind,
+                self.failures[kind],
+                exc,
+            )
 
     def request_stop(self) -> None:
         """Stop :meth:`run` after the current check (or before the first, if it has not
@@ -194,9 +220,12 @@ class Controller:
 
     # ---- the switch (admin API / CLI) -------------------------------------------------
 
-    def apply(self, action: str, actor: str, share: int | None = None) -> RolloutState:
+    def apply(
+        self, action: str, actor: str, share: int | None = None, reason: str = ""
+    ) -> RolloutState:
         """Apply an operator's ``action`` (one of ACTIONS) as ``actor``; ``share`` in buckets
-        (0..10000, i.e. 0.01 % steps) for ``set-share`` only. Returns the new state.
+        (0..10000, i.e. 0.01 % steps) for ``set-share`` only; ``reason``, the operator's
+        words, goes into the audit entry as ``operator_reason``. Returns the new state.
 
         Raises ValueError for a bad request (unknown action, missing actor, share missing,
         out of range or more than double the current share) and TransitionError when the
@@ -218,7 +247,8 @@ class Controller:
                     f"the state is for rollout {current.rollout!r}, "
                     f"the policy for {self.policy.rollout!r}"
                 )
-            change = self._decide(action, current, actor, share)
+            state, transition = self._decide(action, current, actor, share)
+            change = (state, replace(transition, operator_reason=reason.strip()))
             try:
                 self.store.write(change, current.revision)
             except Conflict:
@@ -244,45 +274,24 @@ class Controller:
         check_manual_share(policy, current, share)
         return machine.set_share(current, share, now, actor)
 
-    async def apply_async(self, action: str, actor: str, share: int | None = None) -> RolloutState:
+    async def apply_async(
+        self, action: str, actor: str, share: int | None = None, reason: str = ""
+    ) -> RolloutState:
         """:meth:`apply` in a worker thread."""
-        return await asyncio.to_thread(self.apply, action, actor, share)
+        return await asyncio.to_thread(self.apply, action, actor, share, reason)
 
     def status(self, transitions: int = 10) -> dict[str, Any]:
-        """The rollout as the operator sees it (JSON-ready; times are unix seconds of the
-        controller's clock, shares percent strings with ``*_buckets`` beside them)."""
+        """The rollout as the operator sees it (see ``status_view.status_json``)."""
         current = self.store.read() or RolloutState(rollout=self.policy.rollout)
-        now = self.clock.now()
-        ramping = current.phase is Phase.RAMPING and current.next_step_at is not None
-        evaluation = self.last
-        return {
-            "rollout": current.rollout,
-            "phase": current.phase.value,
-            "stage": current.stage,
-            "share": percent(current.share),
-            "share_buckets": current.share,
-            "resume_share": percent(current.resume_share),
-            "revision": current.revision,
-            "next_share": percent(self.policy.next_share(current.share)) if ramping else None,
-            "next_step_at": current.next_step_at,
-            "next_step_in": (
-                max(0.0, current.next_step_at - now)
-                if ramping and current.next_step_at is not None
-                else None
-            ),
-            "frozen_now": self.policy.frozen_at(dt.datetime.fromtimestamp(now, dt.UTC)),
-            "now": now,
-            "updated_at": current.updated_at,
-            "reason": current.reason,
-            "actor": current.actor,
-            "verdict": evaluation.verdict.value if evaluation else None,
-            "checked_at": evaluation.at if evaluation else None,
-            "guards": evaluation.guards_json() if evaluation else {},
-            "checks": self.checks,
-            "conflicts": self.conflicts,
-            "interval": self.interval,
-            "transitions": self.store.audit(transitions),
-        }
+        return status_json(
+            current,
+            self.policy,
+            self.store.audit(transitions),
+            self.clock,
+            self.last,
+            Counters(self.checks, self.conflicts, dict(self.failures), self.interval),
+            self.leadership.snapshot() if self.leadership is not None else NO_ELECTION,
+        )
 
     async def status_async(self, transitions: int = 10) -> dict[str, Any]:
         """:meth:`status` in a worker thread."""
@@ -320,7 +329,7 @@ def _log_transition(t: Transition) -> None:
     rolled_back = t.to_phase == Phase.ROLLED_BACK.value
     log.log(
         logging.WARNING if rolled_back else logging.INFO,
-        "rollout %s r%d: %s -> %s, share %s -> %s, stage %d: %s (by %s)%s",
+        "rollout %s r%d: %s -> %s, share %s -> %s, stage %d: %s (by %s%s)%s",
         t.rollout,
         t.revision,
         t.from_phase,
@@ -330,8 +339,9 @@ def _log_transition(t: Transition) -> None:
         t.stage,
         t.reason,
         t.actor,
+        f", operator's reason {t.operator_reason!r}" if t.operator_reason else "",
         f" guards {t.guards}" if rolled_back else "",
     )
 
 
-__all__ = ["ACTIONS", "Controller", "TransitionError", "check_manual_share"]
+__all__ = ["ACTIONS", "Controller", "TransitionError", "check_manual_share", "failure_class"]

@@ -2,7 +2,10 @@
 
 Loads the policy (strictly, with located errors), opens the state file (creating a pending
 state if there is none), and checks the guards every interval until SIGINT or SIGTERM.
-Exit codes: 0 after a signal, 2 for bad settings (policy, rules, state for another rollout).
+Exit codes: 0 after a signal, 2 for bad settings (policy, rules, state for another rollout,
+a clock that disagrees with the stored one), 1 when a file store cannot be read. An etcd
+store that does not answer at start is waited for (retried, logged); an etcd fault while
+running never ends the process (see docs/etcd-faults.md).
 
 ``register(subparsers, extension=None)`` adds the subcommand; an :class:`Extension` (the
 admin API) may add its own options and run beside the controller, sharing its instance.
@@ -16,9 +19,10 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -35,6 +39,7 @@ from extproc.rollout.notify.metrics import NotifyMetrics
 from extproc.rollout.notify.notifier import Notifier, notifier_for
 from extproc.rollout.policy import Policy, load_policy
 from extproc.rollout.stores.opener import open_store
+from extproc.rollout.stores.state_store import StateStore
 from extproc.settings import STATE, Setting, env, positive_float
 
 POLICY = Setting("EXTPROC_ROLLOUT_POLICY", "", "ramp policy YAML file (required)")
@@ -54,6 +59,7 @@ SETTINGS = (
     POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, METRICS, *fleet_control.SETTINGS
 )  # fmt: skip
 log = logging.getLogger("extproc.rollout.controller")
+T = TypeVar("T")
 
 
 class Extension(Protocol):
@@ -96,7 +102,8 @@ def register(subparsers: Any, extension: Extension | None = None) -> None:
         "--clock-start",
         default="",
         metavar="ISO",
-        help="calendar starts here (tests, demos), e.g. 2026-11-25T06:59:00+01:00; naive = UTC",
+        help="calendar starts here (tests, demos), e.g. 2026-11-25T06:59:00+01:00; naive = UTC."
+        " Stored with the state: restarts and other replicas follow it without this flag",
     )
     p.add_argument(
         "--clock-speed",
@@ -128,12 +135,40 @@ def build_sources(
     return sources
 
 
-def build_clock(start: str, speed: str) -> Clock:
-    """The real clock, or a scaled one if a start or a speed other than 1 is given."""
+def build_clock(start: str, speed: str, store: StateStore | None = None) -> Clock:
+    """The real clock, or a scaled one if a start or a speed other than 1 is given.
+
+    With a ``store``, a scaled clock's origin is the one stored with the rollout (the first
+    replica stores it), so all replicas and every restart read the same calendar; a replica
+    started without clock flags follows a stored origin too. ValueError when the flags
+    disagree with the stored origin (another speed, another start)."""
     factor = positive_float("--clock-speed", speed)
-    if not start and factor == 1.0:
-        return SystemClock()
-    return ScaledClock(parse_start(start) if start else None, factor)
+    scaled = bool(start) or factor != 1.0
+    if store is None:
+        return (
+            ScaledClock(parse_start(start) if start else None, factor) if scaled else SystemClock()
+        )
+    stored = store.clock_origin(None)
+    if not scaled:
+        if stored is None:
+            return SystemClock()
+        log.warning("this rollout runs on a scaled clock: following it (%s)", stored.describe())
+        return ScaledClock.from_origin(stored)
+    wanted = ScaledClock(parse_start(start) if start else None, factor).origin
+    origin = stored or store.clock_origin(wanted) or wanted
+    if origin.speed != factor:
+        raise ValueError(
+            f"--clock-speed {factor:g}: this rollout's stored clock runs at x{origin.speed:g} "
+            f"({origin.describe()}); pass --clock-speed {origin.speed:g}, or use a fresh state"
+        )
+    if start and origin is not wanted and origin.start != wanted.start:
+        raise ValueError(
+            f"--clock-start {start}: this rollout's calendar is stored ({origin.describe()}); "
+            "drop --clock-start to follow it, or use a fresh state"
+        )
+    if origin is not wanted:
+        log.info("scaled clock from the stored origin: %s", origin.describe())
+    return ScaledClock.from_origin(origin)
 
 
 def build_controller(args: argparse.Namespace) -> Controller:
@@ -149,13 +184,15 @@ def build_controller(args: argparse.Namespace) -> Controller:
                 f"{rules.name!r} of {args.rules}"
             )
     store = open_store(args.state)
-    current = store.read()
+    current = _when_etcd_answers("reading the state", store.read)
     if current is not None and current.rollout != policy.rollout:
         raise ValueError(
             f"{args.state} holds rollout {current.rollout!r}, the policy is for "
             f"{policy.rollout!r}: use another state file"
         )
-    clock = build_clock(args.clock_start, args.clock_speed)
+    clock = _when_etcd_answers(
+        "reading the clock", lambda: build_clock(args.clock_start, args.clock_speed, store)
+    )
     interval = positive_float("--interval", args.interval)
     sources = build_sources(policy, clock, args.envoy_admin, args.prometheus)
     leadership = fleet_control.leadership_for(store, args)
@@ -170,6 +207,22 @@ def build_controller(args: argparse.Namespace) -> Controller:
         leadership=leadership,
         notifier=notifier,
     )
+
+
+def _when_etcd_answers(what: str, read: Callable[[], T]) -> T:
+    """``read()``, retried (backoff up to 2 s, until SIGTERM) while etcd is unavailable:
+    a controller started during an etcd outage waits for it instead of exiting. Any other
+    failure (a file store's, a refusal) is raised at once."""
+    pause = 0.1
+    while True:
+        try:
+            return read()
+        except OSError as exc:
+            if not getattr(exc, "fault", None):
+                raise
+            log.warning("%s: %s; retrying in %.1fs", what, getattr(exc, "diagnosis", exc), pause)
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def run(args: argparse.Namespace, extension: Extension | None = None) -> int:

@@ -35,18 +35,25 @@ LEADER_TTL = Setting(
 LEADER_ID = Setting(
     "EXTPROC_LEADER_ID", "", "this replica's name in the election ('' = host:pid) (etcd)"
 )
-SETTINGS = (LEADER_TTL, LEADER_ID)
+LEADER_ADMIN = Setting(
+    "EXTPROC_LEADER_ADMIN",
+    "",
+    "where clients reach this replica's admin API, published in the leader key "
+    "('' = --admin; set it when --admin binds 0.0.0.0) (etcd)",
+)
+SETTINGS = (LEADER_TTL, LEADER_ID, LEADER_ADMIN)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--leader-ttl", default=env(LEADER_TTL), help=LEADER_TTL.help)
     parser.add_argument("--leader-id", default=env(LEADER_ID), help=LEADER_ID.help)
+    parser.add_argument("--leader-admin", default=env(LEADER_ADMIN), help=LEADER_ADMIN.help)
 
 
 def leadership_for(store: StateStore, args: argparse.Namespace) -> LeaderElection | None:
     """The election for an etcd store (not started), None for any other store; the store's
-    writes are fenced with it from now on. ValueError for a bad TTL. The identity names the
-    admin API, so that a refusal from a standby says where to go."""
+    writes are fenced with it from now on. ValueError for a bad TTL. The leader key carries
+    this replica's admin API address, so that a refusal from a standby says where to go."""
     from extproc.rollout.stores.etcd_store import EtcdStateStore
 
     if not isinstance(store, EtcdStateStore):
@@ -60,10 +67,8 @@ def leadership_for(store: StateStore, args: argparse.Namespace) -> LeaderElectio
             f"--leader-ttl ({LEADER_TTL.env}): {args.leader_ttl!r} is not whole seconds"
         ) from None
     identity = args.leader_id or default_identity()
-    admin = getattr(args, "admin", "")
-    if admin and not args.leader_id:
-        identity += f" (admin {admin})"
-    election = LeaderElection(store.session, store.leader_key, identity, ttl)
+    admin = getattr(args, "leader_admin", "") or _dialable(getattr(args, "admin", ""))
+    election = LeaderElection(store.session, store.leader_key, identity, ttl, admin)
     store.fence = election.fence
     return election
 
@@ -73,6 +78,13 @@ def identity_of(leadership: LeaderElection | None) -> str:
     if leadership is not None:
         return leadership.identity
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dialable(address: str) -> str:
+    """``address`` if a client elsewhere could dial it; '' for a wildcard bind (0.0.0.0,
+    [::]), which names no host: then only --leader-admin says where this replica is."""
+    host = address.rpartition(":")[0].strip("[]")
+    return "" if host in ("0.0.0.0", "::", "") else address
 
 
 @contextlib.contextmanager

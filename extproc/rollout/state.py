@@ -63,7 +63,10 @@ class RolloutState:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """One audit-log entry."""
+    """One audit-log entry. ``reason`` is what the system did and why, in its own words
+    (the action: ``rollback``, ``set-share 20%``, ``step to 30%``, ``guard breach: p95``);
+    ``operator_reason`` is the operator's own text given with the action ('' if none, and
+    always '' for the controller's own steps)."""
 
     at: float
     rollout: str
@@ -76,6 +79,7 @@ class Transition:
     reason: str
     actor: str
     guards: dict[str, Any] = field(default_factory=dict)
+    operator_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,6 +16,7 @@ import grpc
 
 from extproc.rollout.state import RolloutState
 from extproc.rollout.stores.etcd_store import EtcdStateStore
+from extproc.rollout.stores.leader import LeaderRecord
 from extproc.stack.processes import ManagedProcess, free_port, wait_until
 from extproc.stack.stack import REPO_ROOT
 from tests.rollout.admin_harness import Client
@@ -38,12 +39,20 @@ def write_policy(path: Path, rollout: str, step_interval: str = "1s") -> Path:
 
 
 class FleetController:
-    def __init__(self, name: str, policy: Path, state_url: str, run_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: Path,
+        state_url: str,
+        run_dir: Path,
+        interval: float = CHECK_INTERVAL,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.admin = f"127.0.0.1:{free_port()}"
         argv = [sys.executable, "-m", "extproc", "rollout", "controller"]
         argv += ["--policy", str(policy), "--state", state_url, "--admin", self.admin]
-        argv += ["--interval", str(CHECK_INTERVAL), "--leader-ttl", str(LEADER_TTL)]
+        argv += ["--interval", str(interval), "--leader-ttl", str(LEADER_TTL), *extra]
         argv += ["--leader-id", name]
         log = run_dir / f"{name}.log"
         self.process = ManagedProcess(f"controller-{name}", argv, log, cwd=REPO_ROOT)
@@ -84,7 +93,7 @@ class FleetController:
 def leader_of(store: EtcdStateStore) -> str | None:
     """The identity in the leader key now (None: no leader)."""
     entry, _ = store.session.call(lambda c: c.get(store.leader_key))
-    return entry.value.decode() if entry is not None else None
+    return LeaderRecord.decode(entry.value).id if entry is not None else None
 
 
 def current(store: EtcdStateStore) -> RolloutState:

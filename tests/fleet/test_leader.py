@@ -122,8 +122,15 @@ def test_killing_the_leading_controller_mid_ramp(
         b.wait_logged("standing by; leader of")
         refused = b.refusal("Start", actor="alice")
         assert refused.code() is grpc.StatusCode.FAILED_PRECONDITION
-        assert refused.details() == "not the leader; leader is ctrl-a"
-        assert b.call("Status").state.rollout == "fleet"  # a standby answers status
+        assert refused.details() == f"not the leader; leader is ctrl-a (admin {a.admin})"
+        assert dict(refused.trailing_metadata() or ())["x-rollout-leader-admin"] == a.admin
+        status = b.call("Status")  # a standby answers status, and says who leads
+        assert status.state.rollout == "fleet"
+        lead = status.leadership
+        assert (lead.elected, lead.replica, lead.replica_leads) == (True, "ctrl-b", False)
+        assert (lead.leader, lead.leader_admin) == ("ctrl-a", a.admin)
+        assert lead.HasField("leader_since")
+        assert a.call("Status").leadership.replica_leads
         a.call("Start", actor="alice")
         wait_until(lambda: current(store).stage >= 3, "stage 3", 15, a.process)
 

@@ -59,13 +59,15 @@ class FakeController:
 
     def __init__(self, failure: Exception | None = None) -> None:
         self.failure = failure
-        self.calls: list[tuple[str, str, int | None]] = []
+        self.calls: list[tuple[str, str, int | None, str]] = []
 
     async def status_async(self, transitions: int = 10) -> dict[str, Any]:
         raise self.failure or NotImplementedError
 
-    async def apply_async(self, action: str, actor: str, share: int | None = None) -> Any:
-        self.calls.append((action, actor, share))
+    async def apply_async(
+        self, action: str, actor: str, share: int | None = None, reason: str = ""
+    ) -> Any:
+        self.calls.append((action, actor, share, reason))
         if self.failure is not None:
             raise self.failure
         return RolloutState(rollout="fake", revision=3, share=share or 0)

@@ -259,9 +259,10 @@ def test_the_server_hands_the_controller_plain_validated_values(
 ) -> None:
     fake = FakeController()
     client = Client(start_admin(fake).target)
-    response = client.call("SetShare", actor="  bob@cli ", share=" 12.5% ")
-    assert fake.calls == [("set-share", "bob@cli", 1250)]
+    response = client.call("SetShare", actor="  bob@cli ", share=" 12.5% ", reason=" MOS ok ")
+    assert fake.calls == [("set-share", "bob@cli", 1250, "MOS ok")]
     assert (response.state.share, response.state.share_basis_points) == ("12.5%", 1250)
+    assert response.state.operator_reason == "MOS ok"
     client.close()
 
 

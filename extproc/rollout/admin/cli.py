@@ -8,11 +8,20 @@
 Each client command dials ``--admin`` (EXTPROC_ADMIN, default 127.0.0.1:50061, or
 unix:PATH) and sends EXTPROC_ADMIN_TOKEN as a bearer token when it is set; the token is
 never a flag (argv is visible to every user). Changes are made as ``--actor`` (default
-``$USER@cli``), which the audit log records. ``--json`` prints the result as JSON.
+``$USER@cli``) with ``--reason``; the audit log records both. ``--json`` prints the result
+as JSON. A change sent to a standby replica is refused with the leader's admin address;
+``--follow-leader`` sends it there instead (once, with the same token).
 
-Exit codes: 0 done; 1 refused by the admin API (the message says why; nothing changed);
-2 bad usage; 3 the admin API could not be reached or could not read the state. Errors
-are one line on stderr.
+Exit codes (errors are one line on stderr):
+  0  done
+  1  refused by the admin API (the message says why; nothing changed)
+  2  bad usage
+  3  the admin API could not be reached (nothing listens at --admin, or it timed out)
+  4  the admin API answered but its state store (etcd) failed: the message names the
+     cause (e.g. "etcd quorum lost: 1 of 3 members reachable") and what to do; a change
+     may or may not have been written: check ``status`` once the store is back
+  5  the replica at --admin stands by: the message names the leader's admin address;
+     rerun with --admin ADDR or --follow-leader
 """
 
 from __future__ import annotations
@@ -31,12 +40,18 @@ from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2_grpc as pb_grpc
 from extproc.rollout import controller_command
 from extproc.rollout.admin import wire
 from extproc.rollout.admin.access import ADMIN, ADMIN_TOKEN, bearer
-from extproc.rollout.admin.server import AdminExtension
+from extproc.rollout.admin.server import (
+    ERROR_KEY,
+    LEADER_ADMIN_KEY,
+    STORE_FAULT_KEY,
+    AdminExtension,
+)
 from extproc.rollout.admin.table import render_state, render_status
 from extproc.settings import env
 
 DEFAULT_TIMEOUT = 5.0
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STORE, EXIT_STANDBY = 1, 2, 3, 4, 5
 #: command -> (RPC method, request type, help)
 CHANGES: dict[str, tuple[str, Any, str]] = {
     "start": ("Start", pb.StartRequest, "pending -> ramping at the initial share"),
@@ -81,7 +96,14 @@ def register(subparsers: Any) -> None:
     change.add_argument(
         "--actor", default=_default_actor(), help="who asks (audited; default %(default)s)"
     )
-    change.add_argument("--reason", default="", help="why (logged with the change)")
+    change.add_argument(
+        "--reason", default="", help="why, in your words (audited as operator_reason)"
+    )
+    change.add_argument(
+        "--follow-leader",
+        action="store_true",
+        help="if --admin is a standby, send the change to the leader it names (once)",
+    )
     for name, (_, _, summary) in CHANGES.items():
         p = sub.add_parser(name, parents=[change], help=summary)
         if name == "set-share":
@@ -125,6 +147,18 @@ def _change(args: argparse.Namespace) -> int:
         fields["share"] = args.share
     try:
         response = _call(args, method, request_type(**fields))
+    except _Standby as exc:
+        if not (args.follow_leader and exc.leader_admin):
+            return _fail(args.action, str(exc), exc.exit_code)
+        print(
+            f"extproc rollout {args.action}: following the leader to {exc.leader_admin}",
+            file=sys.stderr,
+        )
+        args.admin = exc.leader_admin
+        try:
+            response = _call(args, method, request_type(**fields))
+        except _Refused as again:
+            return _fail(args.action, str(again), again.exit_code)
     except _Refused as exc:
         return _fail(args.action, str(exc), exc.exit_code)
     state = wire.state_json(response.state)
@@ -132,8 +166,17 @@ def _change(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Standby(_Refused):
+    """The replica asked stands by; ``leader_admin`` is where the leader listens."""
+
+    def __init__(self, message: str, leader_admin: str) -> None:
+        super().__init__(message, EXIT_STANDBY)
+        self.leader_admin = leader_admin
+
+
 def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
-    """One unary call with the bearer token; _Refused (exit 1, or 3 if unreachable)."""
+    """One unary call with the bearer token; _Refused with the exit code of the module
+    docstring (_Standby for a standby)."""
     metadata = bearer(os.environ.get(ADMIN_TOKEN.env, ""))
     with grpc.insecure_channel(args.admin) as channel:
         stub = pb_grpc.RolloutAdminStub(channel)
@@ -141,9 +184,31 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
             return getattr(stub, method)(request, timeout=args.timeout, metadata=metadata)
         except grpc.RpcError as exc:
             code, details = exc.code(), " ".join(str(exc.details() or "").split())
+            trailing = dict(_trailing(exc))
+    said = trailing.get(ERROR_KEY)
+    if said == "store-unavailable":
+        fault = trailing.get(STORE_FAULT_KEY, "unknown")
+        raise _Refused(
+            f"the controller at {args.admin} cannot use its state store ({fault}): {details}",
+            EXIT_STORE,
+        )
+    if said == "not-leader":
+        leader = trailing.get(LEADER_ADMIN_KEY, "")
+        where = (
+            f"rerun with --admin {leader} or --follow-leader"
+            if leader
+            else "no leader address known yet: retry in a few seconds"
+        )
+        raise _Standby(f"{details}: {args.admin} stands by; {where}", leader)
     if code in UNREACHABLE:
-        raise _Refused(f"admin API at {args.admin} unavailable: {details}", 3)
-    raise _Refused(f"{details} [{code.name}]", 1)
+        raise _Refused(f"admin API at {args.admin} unavailable: {details}", EXIT_UNREACHABLE)
+    raise _Refused(f"{details} [{code.name}]", EXIT_REFUSED)
+
+
+def _trailing(exc: grpc.RpcError) -> list[tuple[str, str]]:
+    getter = getattr(exc, "trailing_metadata", None)
+    found = getter() if callable(getter) else None
+    return [(str(k), str(v)) for k, v in (found or ())]
 
 
 def _fail(command: str, message: str, code: int) -> int:

@@ -4,11 +4,14 @@ Contract:
 - Listens where ``AdminAccess`` says (``admin_access.check_access`` refuses an address off
   loopback without a token before anything is bound). With a token, every call must carry
   ``authorization: Bearer <token>``; otherwise UNAUTHENTICATED, before any handler runs.
-- Each change goes through ``controller.apply_async`` as the caller's actor (that is what
-  the audit log records) and is logged with the caller's reason.
+- Each change goes through ``controller.apply_async`` as the caller's actor with the
+  caller's reason (the audit log records both: ``actor``, ``operator_reason``).
 - A refused request changes nothing: INVALID_ARGUMENT (malformed), FAILED_PRECONDITION (the
-  phase does not allow it), ABORTED (the state kept changing), UNAVAILABLE (the state
-  store failed). The message says what is wrong.
+  phase does not allow it; or a standby: trailing metadata ``x-rollout-error: not-leader``
+  and ``x-rollout-leader-admin``), ABORTED (the state kept changing), UNAVAILABLE (the state
+  store failed: ``x-rollout-error: store-unavailable``, ``x-rollout-store-fault: <class>``;
+  the message names the cause, e.g. etcd's quorum lost with N of M members reachable).
+  Anything else is INTERNAL (and logged with its traceback). The message says what is wrong.
 
 ``run_admin_server`` is the async context manager that the controller process and tests
 use; ``AdminExtension`` plugs it into ``extproc rollout controller``.
@@ -32,11 +35,15 @@ from extproc.gen.tts_canary.admin.v1 import rollout_admin_pb2_grpc as pb_grpc
 from extproc.rollout.admin import wire
 from extproc.rollout.admin.access import ADMIN, ADMIN_TOKEN, AdminAccess, authorized, check_access
 from extproc.rollout.state import RolloutState, TransitionError
+from extproc.rollout.status_view import failure_class
 from extproc.rollout.stores.state_store import Conflict
 from extproc.settings import env
 
 log = logging.getLogger("extproc.rollout.admin")
 GRACE_SECONDS = 2.0
+ERROR_KEY = "x-rollout-error"  # trailing metadata: not-leader | store-unavailable
+LEADER_ADMIN_KEY = "x-rollout-leader-admin"
+STORE_FAULT_KEY = "x-rollout-store-fault"
 ChangeRequest = (
     pb.StartRequest
     | pb.PauseRequest
@@ -54,8 +61,11 @@ class RolloutController(Protocol):
         """See ``Controller.status``; OSError/ValueError if the state cannot be read."""
         ...
 
-    async def apply_async(self, action: str, actor: str, share: int | None = None) -> RolloutState:
-        """See ``Controller.apply``: TransitionError, ValueError, Conflict, OSError."""
+    async def apply_async(
+        self, action: str, actor: str, share: int | None = None, reason: str = ""
+    ) -> RolloutState:
+        """See ``Controller.apply``: TransitionError, ValueError, Conflict, OSError (and the
+        store's own errors, which carry a ``fault`` class)."""
         ...
 
 
@@ -81,7 +91,8 @@ class _Servicer(pb_grpc.RolloutAdminServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             status = await self._controller.status_async(wanted)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # the store failed (any class): say which way
+            _store_metadata(context, exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read the state: {exc}")
         return wire.status_message(status)
 
@@ -128,15 +139,18 @@ class _Servicer(pb_grpc.RolloutAdminServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            state = await self._controller.apply_async(action, actor, share)
-        except TransitionError as exc:
-            await _refuse(context, grpc.StatusCode.FAILED_PRECONDITION, action, actor, exc)
-        except ValueError as exc:
-            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, action, actor, exc)
-        except Conflict as exc:
-            await _refuse(context, grpc.StatusCode.ABORTED, action, actor, exc)
-        except OSError as exc:
-            await _refuse(context, grpc.StatusCode.UNAVAILABLE, action, actor, exc)
+            state = await self._controller.apply_async(action, actor, share, reason)
+        except Exception as exc:
+            code = _code_for(exc)
+            if code is grpc.StatusCode.UNAVAILABLE:
+                _store_metadata(context, exc)
+            elif hasattr(exc, "leader_admin"):
+                context.set_trailing_metadata(
+                    ((ERROR_KEY, "not-leader"), (LEADER_ADMIN_KEY, str(exc.leader_admin)))
+                )
+            elif code is grpc.StatusCode.INTERNAL:
+                log.exception("admin: %s by %s failed unexpectedly", action, actor)
+            await _refuse(context, code, action, actor, exc)
         log.info(
             "admin: %s by %s (reason: %s): rollout %s r%d %s, share %s",
             action,
@@ -147,7 +161,27 @@ class _Servicer(pb_grpc.RolloutAdminServicer):
             state.phase.value,
             percent(state.share),
         )
-        return wire.state_message(state)
+        return wire.state_message(state, reason)
+
+
+def _code_for(exc: Exception) -> grpc.StatusCode:
+    """A store failure (it carries a ``fault`` class, or is an OSError) is UNAVAILABLE
+    before anything else: a standby that cannot reach etcd says so, not "not the leader"."""
+    if getattr(exc, "fault", None) or isinstance(exc, OSError):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, TransitionError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, ValueError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, Conflict):
+        return grpc.StatusCode.ABORTED
+    return grpc.StatusCode.INTERNAL
+
+
+def _store_metadata(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+    context.set_trailing_metadata(
+        ((ERROR_KEY, "store-unavailable"), (STORE_FAULT_KEY, failure_class(exc)))
+    )
 
 
 async def _refuse(

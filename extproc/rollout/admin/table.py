@@ -27,7 +27,13 @@ def render_status(status: dict[str, Any]) -> str:
         f"share        {share}",
         f"next step    {_next_step(status)}",
         f"frozen       {FROZEN if status['frozen'] else 'no'}",
-        f"last change  {_time(status['updated_at'])} by {status['actor']}: {status['reason']}",
+        f"last change  {_time(status['updated_at'])} by {status['actor']}: {_said(status)}",
+    ]
+    if "leadership" in status:
+        lines.append(f"leader       {leader_text(status['leadership'])}")
+    if status.get("calendar_time"):
+        lines.append(f"calendar     {_calendar(status)}")
+    lines += [
         "",
         f"guards       {_verdict(status)}",
     ]
@@ -48,7 +54,16 @@ def render_status(status: dict[str, Any]) -> str:
     lines += ["", "last transitions (oldest first)"]
     if status["transitions"]:
         lines += _table(
-            ("time (UTC)", "rev", "phase", "share", "stage", "actor", "reason"),
+            (
+                "time (UTC)",
+                "rev",
+                "phase",
+                "share",
+                "stage",
+                "actor",
+                "action",
+                "operator's reason",
+            ),
             [_transition_row(t) for t in status["transitions"]],
         )
     else:
@@ -64,6 +79,35 @@ def render_state(action: str, state: dict[str, Any]) -> str:
         f"{action}: {state['rollout']} {state['phase']}{stage}, share {state['share']} "
         f"(revision {state['revision']})"
     )
+
+
+def leader_text(lead: dict[str, Any]) -> str:
+    """Who leads, since when, and whether the replica that answered does."""
+    if not lead or not lead.get("elected"):
+        return "no election (file store): this replica decides alone"
+    me = lead.get("replica") or "this replica"
+    if lead.get("replica_leads"):
+        since = _time(lead.get("leader_since"))
+        return f"{me} (the replica that answered) leads, since {since}"
+    leader = lead.get("leader")
+    if not leader:
+        why = lead.get("outage") or "an election is under way"
+        return f"none known ({why}); {me} answered, standing by"
+    admin = f", admin {lead['leader_admin']}" if lead.get("leader_admin") else ""
+    since = _time(lead.get("leader_since"))
+    return f"{leader}{admin}, since {since}; {me} answered, standing by (changes go to the leader)"
+
+
+def _said(status: dict[str, Any]) -> str:
+    """The last change: the action, then the operator's words if any."""
+    words = status.get("operator_reason")
+    return f"{status['reason']} (operator's reason: {words})" if words else status["reason"]
+
+
+def _calendar(status: dict[str, Any]) -> str:
+    speed = status.get("clock_speed") or 1.0
+    when = _time(status.get("calendar_time"))
+    return when if speed == 1.0 else f"{when} (scaled clock, x{speed:g})"
 
 
 def duration_text(seconds: float) -> str:
@@ -147,6 +191,7 @@ def _transition_row(entry: dict[str, Any]) -> list[str]:
         str(entry["stage"]),
         entry["actor"],
         entry["reason"],
+        entry.get("operator_reason") or "-",
     ]
 
 

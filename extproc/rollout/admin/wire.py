@@ -77,8 +77,9 @@ def transitions_wanted(requested: int) -> int:
 # ---- server side: plain -> messages --------------------------------------------------------
 
 
-def state_message(state: RolloutState) -> pb.RolloutState:
+def state_message(state: RolloutState, operator_reason: str = "") -> pb.RolloutState:
     return pb.RolloutState(
+        operator_reason=operator_reason,
         rollout=state.rollout,
         phase=_phase(state.phase.value),
         stage=state.stage,
@@ -105,6 +106,7 @@ def status_message(status: Mapping[str, Any]) -> pb.StatusResponse:
         next_step_time=_timestamp(status["next_step_at"]),
         update_time=_timestamp(status["updated_at"]),
         reason=status["reason"],
+        operator_reason=status.get("operator_reason", ""),
         actor=status["actor"],
         resume_share=status["resume_share"],
     )
@@ -118,6 +120,24 @@ def status_message(status: Mapping[str, Any]) -> pb.StatusResponse:
         check_time=_timestamp(status["checked_at"]),
         next_share=status["next_share"] or "",
         transitions=[_transition(t) for t in status["transitions"]],
+        leadership=_leadership(status.get("leadership") or {}),
+        calendar_time=_timestamp(status["now"]),
+        clock_speed=float(status.get("clock_speed", 1.0)),
+        check_failures=status.get("check_failures") or {},
+    )
+
+
+def _leadership(lead: Mapping[str, Any]) -> pb.Leadership:
+    return pb.Leadership(
+        elected=bool(lead.get("elected")),
+        replica=lead.get("replica") or "",
+        replica_leads=bool(lead.get("replica_leads")),
+        leader=lead.get("leader") or "",
+        leader_admin=lead.get("leader_admin") or "",
+        leader_since=_timestamp(lead.get("leader_since")),
+        term=lead.get("term") or 0,
+        faults=lead.get("faults") or {},
+        outage=lead.get("outage") or "",
     )
 
 
@@ -134,6 +154,7 @@ def _transition(entry: Mapping[str, Any]) -> pb.Transition:
         reason=entry["reason"],
         actor=entry["actor"],
         guards=_figures(entry.get("guards") or {}),
+        operator_reason=entry.get("operator_reason", ""),
     )
 
 
@@ -213,6 +234,7 @@ def state_json(state: pb.RolloutState) -> dict[str, Any]:
         "next_step_at": _iso(state, "next_step_time"),
         "updated_at": _iso(state, "update_time"),
         "reason": state.reason,
+        "operator_reason": state.operator_reason,
         "actor": state.actor,
     }
 
@@ -231,6 +253,25 @@ def status_json(status: pb.StatusResponse) -> dict[str, Any]:
         "checked_at": _iso(status, "check_time"),
         "guards": [figure_json(f) for f in status.guards],
         "transitions": [transition_json(t) for t in status.transitions],
+        "leadership": leadership_json(status.leadership),
+        "calendar_time": _iso(status, "calendar_time", "microseconds"),
+        "calendar_time_unix": _seconds(status, "calendar_time"),
+        "clock_speed": status.clock_speed,
+        "check_failures": dict(status.check_failures),
+    }
+
+
+def leadership_json(lead: pb.Leadership) -> dict[str, Any]:
+    return {
+        "elected": lead.elected,
+        "replica": lead.replica,
+        "replica_leads": lead.replica_leads,
+        "leader": lead.leader or None,
+        "leader_admin": lead.leader_admin,
+        "leader_since": _iso(lead, "leader_since", "microseconds"),
+        "term": lead.term,
+        "faults": dict(lead.faults),
+        "outage": lead.outage,
     }
 
 
@@ -273,6 +314,7 @@ def transition_json(transition: pb.Transition) -> dict[str, Any]:
         "to_share": transition.to_share,
         "stage": transition.stage,
         "reason": transition.reason,
+        "operator_reason": transition.operator_reason,
         "actor": transition.actor,
         "guards": [figure_json(f) for f in transition.guards],
     }
@@ -288,9 +330,17 @@ def verdict_name(verdict: pb.Verdict) -> str | None:
     return pb.Verdict.Name(verdict).removeprefix("VERDICT_").lower()
 
 
-def _iso(message: Any, field: str) -> str | None:
-    """An optional Timestamp field as ISO 8601 UTC ('2026-11-25T07:00:00Z'), None if unset."""
+def _iso(message: Any, field: str, timespec: str = "seconds") -> str | None:
+    """An optional Timestamp field as ISO 8601 UTC ('2026-11-25T07:00:00Z'), None if unset;
+    ``timespec='microseconds'`` keeps the fraction."""
     if not message.HasField(field):
         return None
     moment = getattr(message, field).ToDatetime(tzinfo=dt.UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def _seconds(message: Any, field: str) -> float | None:
+    """An optional Timestamp field as unix seconds, nothing rounded away but the nanos."""
+    if not message.HasField(field):
+        return None
+    return float(getattr(message, field).ToNanoseconds()) / 1e9

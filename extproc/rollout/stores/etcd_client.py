@@ -4,11 +4,16 @@ Built on aetcd's etcd v3 gRPC bindings (``aetcd.rpc``: the generated messages an
 its convenience client is not used because it speaks to a single member, cannot ask for a
 leader, cannot limit a range and does not resume watches. Contract:
 
-- ``EtcdClient(endpoints)`` starts each call at the member that answered last; a member that
-  cannot be reached, times out, or has no raft leader is skipped and the next one tried.
-  When none answers, it tries them all again after a short pause, until ``deadline``
-  seconds have passed (so that a raft election after a lost leader, about a second, is
-  bridged); then :class:`EtcdUnavailable` (an ``OSError``) names what each one said.
+- ``EtcdClient(endpoints)`` starts each call at the member that answered last. Each failed
+  answer is classified (:func:`~extproc.rollout.stores.etcd_faults.classify`) and counted in
+  ``faults``; a member that cannot be reached, times out (etcd's own "context deadline
+  exceeded" included), has no raft leader, saw the leader change or is overloaded is
+  skipped and the next one tried. When none answers, it tries them all again after a short
+  pause, until ``deadline`` seconds have passed (so that a raft election after a lost leader,
+  about a second, is bridged); then :class:`EtcdUnavailable` (an ``OSError``) with the
+  outage's class (``quorum_lost``, ``unreachable``, ...), a diagnosis for the operator
+  (N of M members reachable, what to do) and what each member said. Any other answer is a
+  refusal: :class:`EtcdError` at once.
 - Every call carries etcd's require-leader metadata, so a member cut off from the quorum
   refuses at once (and cancels its watches) instead of hanging or serving stale data.
 - Only plain data comes out (:class:`Entry`, :class:`TxnResult`, :class:`WatchEvent`).
@@ -19,12 +24,14 @@ leader, cannot limit a range and does not resume watches. Contract:
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 from aetcd import rpc
 
+from extproc.rollout.stores.etcd_faults import RETRIED, Fault, classify, diagnose
 from extproc.rollout.stores.etcd_types import (
     Compare,
     Entry,
@@ -49,7 +56,15 @@ CHANNEL_OPTIONS = (
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
 )
-_TRY_ANOTHER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class MemberFault(Exception):
+    """Raised inside a call's operation when a member gave no usable answer without a gRPC
+    error (e.g. a keepalive stream that closed before answering)."""
+
+    def __init__(self, fault: Fault, text: str) -> None:
+        super().__init__(text)
+        self.fault = fault
 
 
 class _Member:
@@ -92,6 +107,7 @@ class EtcdClient:
         self._current = 0
         self.timeout = timeout
         self.deadline = deadline
+        self.faults: Counter[str] = Counter()  # every member's failed answer, by class
 
     @property
     def endpoint(self) -> str:
@@ -103,31 +119,41 @@ class EtcdClient:
         give_up = loop.time() + self.deadline
         pause = ROUND_PAUSE[0]
         while True:
-            start, errors = self._current, {}
+            start = self._current
+            said: dict[str, str] = {}
+            faults: dict[str, Fault] = {}
             for k in range(len(self._members)):
                 index = (start + k) % len(self._members)
                 member = self._members[index].open()
                 try:
                     result = await op(member)
                 except grpc.aio.AioRpcError as exc:
-                    if exc.code() not in _TRY_ANOTHER:
-                        raise EtcdError(f"etcd {what} on {member.target}: {_say(exc)}") from None
-                    errors[member.target] = _say(exc)
-                    continue
-                self._current = index
-                return result
+                    fault, text = classify(exc.code().name, exc.details() or ""), _say(exc)
+                except MemberFault as exc:
+                    fault, text = exc.fault, str(exc)
+                else:
+                    self._current = index
+                    return result
+                self.faults[fault.value] += 1
+                if fault not in RETRIED:
+                    raise EtcdError(f"etcd {what} on {member.target}: {text}", fault.value)
+                said[member.target], faults[member.target] = text, fault
             if loop.time() + pause >= give_up:
-                said = "; ".join(f"{target}: {error}" for target, error in errors.items())
-                raise EtcdUnavailable(f"etcd {what}: no member answered ({said})")
+                kind, diagnosis = diagnose(faults, len(self._members))
+                members = "; ".join(f"{target}: {error}" for target, error in said.items())
+                raise EtcdUnavailable(f"etcd {what}: {diagnosis} ({members})", kind, diagnosis)
             await asyncio.sleep(pause)
             pause = min(pause * 2, ROUND_PAUSE[1])
 
-    async def get(self, key: str) -> tuple[Entry | None, int]:
-        """``key``'s entry (None if absent) and the store revision it was read at."""
+    async def get(self, key: str, timeout: float | None = None) -> tuple[Entry | None, int]:
+        """``key``'s entry (None if absent) and the store revision it was read at;
+        ``timeout`` per member overrides the client's."""
 
         async def op(m: _Member) -> tuple[Entry | None, int]:
             reply = await m.kv.Range(
-                rpc.RangeRequest(key=key.encode()), timeout=self.timeout, metadata=REQUIRE_LEADER
+                rpc.RangeRequest(key=key.encode()),
+                timeout=timeout or self.timeout,
+                metadata=REQUIRE_LEADER,
             )
             entry = _entry(reply.kvs[0]) if reply.kvs else None
             return entry, int(reply.header.revision)
@@ -191,13 +217,14 @@ class EtcdClient:
 
         return await self._call("lease grant", op)
 
-    async def keepalive(self, lease: int) -> int:
-        """Renew ``lease``; the seconds it now has left (0: the lease is gone)."""
+    async def keepalive(self, lease: int, timeout: float | None = None) -> int:
+        """Renew ``lease``; the seconds it now has left (0: the lease is gone). ``timeout``
+        per member overrides the client's (a short lease needs a quick move to the next)."""
 
         async def op(m: _Member) -> int:
             call = m.lease.LeaseKeepAlive(
                 iter([rpc.LeaseKeepAliveRequest(ID=lease)]),
-                timeout=self.timeout,
+                timeout=timeout or self.timeout,
                 metadata=REQUIRE_LEADER,
             )
             try:
@@ -209,7 +236,8 @@ class EtcdClient:
                 raise
             finally:
                 call.cancel()
-            return 0
+            # No answer is not "the lease is gone": a member dying mid-stream ends it so.
+            raise MemberFault(Fault.UNREACHABLE, "the keepalive stream closed unanswered")
 
         return await self._call("lease keepalive", op)
 
@@ -239,19 +267,31 @@ class EtcdClient:
         call = member.watch.Watch(_hold_open(create, ended), metadata=REQUIRE_LEADER)
         try:
             async for response in call:
-                if response.canceled or response.compact_revision:
-                    reason = response.cancel_reason or f"compacted at {response.compact_revision}"
-                    raise EtcdUnavailable(f"etcd watch on {member.target} ended: {reason}")
+                if response.compact_revision:
+                    raise EtcdError(
+                        f"etcd watch on {member.target}: history compacted at "
+                        f"{response.compact_revision}: re-reading",
+                        Fault.COMPACTED.value,
+                    )
+                if response.canceled:
+                    reason = response.cancel_reason or "cancelled by etcd"
+                    fault = classify("CANCELLED", reason)
+                    self.faults[fault.value] += 1
+                    self._next_member(member)
+                    raise EtcdUnavailable(f"etcd watch on {member.target} ended: {reason}", fault)
                 for event in response.events:
                     kind = "delete" if event.type == rpc.Event.DELETE else "put"
                     yield WatchEvent(kind, _entry(event.kv))
         except grpc.aio.AioRpcError as exc:
             self._next_member(member)
-            raise EtcdUnavailable(f"etcd watch on {member.target}: {_say(exc)}") from None
+            fault = classify(exc.code().name, exc.details() or "")
+            self.faults[fault.value] += 1
+            raise EtcdUnavailable(f"etcd watch on {member.target}: {_say(exc)}", fault) from None
         finally:
             ended.set()  # lets grpc's task feeding the requests finish, not linger
             call.cancel()
         self._next_member(member)
+        self.faults[Fault.UNREACHABLE.value] += 1
         raise EtcdUnavailable(f"etcd watch on {member.target}: the stream closed")
 
     def _next_member(self, failed: _Member) -> None:

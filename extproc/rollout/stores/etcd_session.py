@@ -59,7 +59,8 @@ class EtcdSession:
             future.cancel()
             raise EtcdUnavailable(
                 f"etcd did not answer within {timeout or self.call_timeout:.1f}s "
-                f"({', '.join(self.endpoints)})"
+                f"({', '.join(self.endpoints)})",
+                "timeout",
             ) from None
 
     def spawn(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:

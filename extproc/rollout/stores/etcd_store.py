@@ -5,6 +5,7 @@ Keys under the rollout's prefix (``etcd://members/<prefix>``):
     <prefix>/state                    the RolloutState as JSON
     <prefix>/audit/<revision:012d>    the Transition that produced that revision, as JSON
     <prefix>/leader                   the leading controller (see leader.py), on a lease
+    <prefix>/clock                    the scaled clock's origin, if one is used (clock.py)
 
 Contract (that of :class:`~extproc.rollout.stores.state_store.StateStore`):
 
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from extproc.addresses import EtcdTarget
+from extproc.rollout.clock import ClockOrigin
 from extproc.rollout.state import Change, RolloutState
 from extproc.rollout.stores.etcd_session import EtcdSession
 from extproc.rollout.stores.etcd_types import Compare, Entry, Put
@@ -68,6 +70,7 @@ class EtcdStateStore:
         self.state_key = target.key("state")
         self.audit_prefix = target.key("audit/")
         self.leader_key = target.key("leader")
+        self.clock_key = target.key("clock")
         self.fence: Fence | None = None
 
     def __repr__(self) -> str:
@@ -117,6 +120,25 @@ class EtcdStateStore:
         raise Conflict(
             f"state moved on from revision {expected_revision} while writing: re-read it"
         )
+
+    def clock_origin(self, proposed: ClockOrigin | None) -> ClockOrigin | None:
+        """The stored origin, or ``proposed`` created now if none is (the first replica's
+        wins: a create-if-absent transaction)."""
+        if proposed is not None:
+            put = Put(self.clock_key, encode(proposed.to_json()))
+            absent = Compare(self.clock_key, "create", 0)
+            result = self.session.call(lambda c: c.txn([absent], [put], [self.clock_key]))
+            if result.succeeded:
+                return proposed
+            entry = result.reads.get(self.clock_key)
+        else:
+            entry, _ = self.session.call(lambda c: c.get(self.clock_key))
+        if entry is None:
+            return None
+        try:
+            return ClockOrigin.from_json(json.loads(entry.value))
+        except ValueError as exc:
+            raise ValueError(f"etcd key {entry.key}: {exc}") from None
 
     def audit(self, limit: int = 20) -> list[dict[str, Any]]:
         entries = self.session.call(lambda c: c.last(self.audit_prefix, limit))

@@ -10,8 +10,10 @@ Contract of :class:`StateWatch` (it runs on an :class:`EtcdSession`'s loop):
   is set once the first read succeeded (a state, if any, was handed over before it).
 - ``on_error`` (optional, same thread) hears of the first failure of each outage and of
   every rejected value; the watch logs them itself.
-- A lost member, a lost quorum or a cancelled watch: the last known state stays where it
-  is (``last``), nothing is raised to the caller, and it reconnects with bounded, jittered
+- A lost member, a lost quorum, a cancelled watch, compacted history, any failure at all:
+  the last known state stays where it is (``last``), nothing is raised to the caller, the
+  failure is counted by class in ``faults`` (see etcd_faults.py; ``unexpected`` for what is
+  not etcd's), and it reconnects with bounded, jittered
   exponential backoff (:class:`~extproc.rollout.stores.backoff.Backoff`), trying the other
   members in turn. A value that is not a rollout state is logged and skipped; a deleted
   key keeps the last known state.
@@ -24,12 +26,13 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from extproc.rollout.state import RolloutState
 from extproc.rollout.stores.backoff import Backoff
 from extproc.rollout.stores.etcd_session import EtcdSession
-from extproc.rollout.stores.etcd_types import Entry, EtcdError, EtcdUnavailable
+from extproc.rollout.stores.etcd_types import Entry
 
 log = logging.getLogger("extproc.rollout.etcd")
 STABLE_SECONDS = 1.0  # a connection that lasted this long resets the backoff
@@ -49,6 +52,7 @@ class StateWatch:
         self.connected = False
         self.synced = threading.Event()
         self.failures = 0  # connection attempts or watches that failed
+        self.faults: Counter[str] = Counter()  # the same, by class
         self.rejected = 0  # values that were not a rollout state
         self._on_state = on_state
         self._on_error = on_error
@@ -76,7 +80,7 @@ class StateWatch:
                         self._offer(event.entry)
                     else:
                         log.warning("rollout state %s was deleted: keeping the last one", self.key)
-            except (EtcdUnavailable, EtcdError) as exc:
+            except Exception as exc:  # any failure: keep the last state, reconnect
                 self._lost(exc)
             if time.monotonic() - began >= STABLE_SECONDS:
                 self._backoff.reset()
@@ -98,6 +102,8 @@ class StateWatch:
         )
         self.connected = False
         self.failures += 1
+        kind = getattr(exc, "fault", None)
+        self.faults[kind if isinstance(kind, str) and kind else "unexpected"] += 1
         if news:
             self._tell(exc)
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from extproc.rollout.clock import ClockOrigin
 from extproc.rollout.state import Change, RolloutState
 
 
@@ -30,6 +31,10 @@ class StateStore(Protocol):
     def create(self, state: RolloutState) -> bool: ...
     def write(self, change: Change, expected_revision: int) -> None: ...
     def audit(self, limit: int = 20) -> list[dict[str, Any]]: ...
+    def clock_origin(self, proposed: ClockOrigin | None) -> ClockOrigin | None:
+        """The rollout's scaled-clock origin: the stored one if there is one, else
+        ``proposed`` stored now (None: only read). ValueError if the stored one is bad."""
+        ...
 
 
 def read_state_file(path: Path) -> RolloutState | None:
@@ -45,12 +50,14 @@ def read_state_file(path: Path) -> RolloutState | None:
 
 
 class FileStateStore:
-    """State in ``path`` (JSON, replaced atomically), audit log in ``path.audit.jsonl``."""
+    """State in ``path`` (JSON, replaced atomically), audit log in ``path.audit.jsonl``,
+    scaled-clock origin (if any) in ``path.clock.json``."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.audit_path = self.path.with_name(self.path.name + ".audit.jsonl")
         self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self.clock_path = self.path.with_name(self.path.name + ".clock.json")
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
@@ -95,6 +102,19 @@ class FileStateStore:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, self.path)
+
+    def clock_origin(self, proposed: ClockOrigin | None) -> ClockOrigin | None:
+        with self._locked():
+            try:
+                text = self.clock_path.read_text("utf-8")
+            except FileNotFoundError:
+                if proposed is not None:
+                    self.clock_path.write_text(json.dumps(proposed.to_json()), "utf-8")
+                return proposed
+            try:
+                return ClockOrigin.from_json(json.loads(text))
+            except ValueError as exc:
+                raise ValueError(f"{self.clock_path}: {exc}") from None
 
     def audit(self, limit: int = 20) -> list[dict[str, Any]]:
         try:

@@ -58,14 +58,17 @@ class ControllerProcess:
         self.started_at = 0.0  # monotonic
         self.clock_start = START
 
-    def start(self, clock_start: dt.datetime) -> None:
+    def start(self, clock_start: dt.datetime | None) -> None:
+        """Start the process; without ``clock_start`` (a restart) it follows the calendar
+        stored with the state, so this object's calendar goes on unchanged."""
         argv = [sys.executable, "-m", "extproc", "rollout", "controller"]
         argv += ["--policy", str(self.policy), "--state", str(self.state), "--rules"]
         argv += [str(DEFAULT_RULES), "--envoy-admin", self.stack.admin_url, "--admin", ""]
-        argv += ["--interval", "0.25", "--clock-start", clock_start.isoformat()]
-        argv += ["--clock-speed", str(SPEED)]
+        argv += ["--interval", "0.25", "--clock-speed", str(SPEED)]
+        if clock_start is not None:
+            argv += ["--clock-start", clock_start.isoformat()]
+            self.clock_start, self.started_at = clock_start, time.monotonic()
         self.process = ManagedProcess("controller", argv, self.log, cwd=REPO_ROOT)
-        self.clock_start, self.started_at = clock_start, time.monotonic()
         self.process.start()
 
     def calendar(self) -> dt.datetime:
@@ -123,7 +126,9 @@ def test_schedule_freeze_breach_and_restart_through_the_stack(
     assert proc.process is not None
     wait_until(lambda: store.read() is not None, "the pending state", 10, proc.process)
     # The operator's switch, as the admin API calls it, on the same calendar.
-    clock = ScaledClock(proc.calendar(), SPEED)
+    origin = store.clock_origin(None)  # stored by the controller before its first check
+    assert origin is not None and origin.speed == SPEED
+    clock = ScaledClock.from_origin(origin)
     source = EnvoyStatsSource(stack.admin_url, clock, 3.0)
     switch = Controller(load_policy(proc.policy), store, {"envoy": source}, clock=clock)
     switch.apply("start", "e2e-test")
@@ -135,11 +140,10 @@ def test_schedule_freeze_breach_and_restart_through_the_stack(
         at_20 = expected_versions(DEFAULT_RULES, 2000, PEOPLE)
         wait_until(lambda: cohorts(stack) == at_20, "the sidecar to serve 20%", 5)
 
-        # SIGKILL mid-ramp; a new process resumes from the store, its calendar where the
-        # old one was.
+        # SIGKILL mid-ramp; a new process, started without --clock-start, resumes from the
+        # store, its calendar where the old one was (the origin is stored with the state).
         proc.kill()
-        resumed_at = proc.calendar()
-        proc.start(resumed_at)
+        proc.start(None)
         wait_until(lambda: proc.process is not None and proc.process.alive(), "restart", 5)
         assert (current().phase, current().stage, current().share) == (Phase.RAMPING, 2, 2000)
         assert cohorts(stack) == at_20  # nobody changed cohort

@@ -59,3 +59,10 @@ def test_a_file_store_has_no_election(tmp_path: Path) -> None:
     controller = Controller(parse_policy("p.yaml", POLICY), store, {})
     with fleet_control.campaigning(controller):
         assert controller.leadership is None
+
+
+def test_the_leader_key_publishes_a_dialable_admin_address() -> None:
+    assert fleet_control._dialable("127.0.0.1:50061") == "127.0.0.1:50061"
+    assert fleet_control._dialable("unix:/run/admin.sock") == "unix:/run/admin.sock"
+    assert fleet_control._dialable("0.0.0.0:50061") == ""  # names no host: --leader-admin
+    assert fleet_control._dialable("[::]:50061") == ""

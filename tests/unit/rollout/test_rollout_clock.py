@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from extproc.rollout import clock as clock_module
-from extproc.rollout.clock import FakeClock, ScaledClock, parse_start
+from extproc.rollout.clock import ClockOrigin, FakeClock, ScaledClock, parse_start
 
 START = dt.datetime(2026, 11, 25, 6, 59, tzinfo=dt.timezone(dt.timedelta(hours=1)))
 
@@ -37,13 +37,30 @@ class FakeMonotonic:
 def test_scaled_clock_runs_the_calendar_faster_but_not_real_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monotonic = FakeMonotonic()
+    monotonic, wall = FakeMonotonic(), FakeMonotonic()
     monkeypatch.setattr(clock_module.time, "monotonic", monotonic)
+    monkeypatch.setattr(clock_module.time, "time", wall)
     clock = ScaledClock(START, speed=720)
     assert clock.now() == START.timestamp()
     monotonic.value += 10  # ten real seconds ...
+    wall.value += 10
     assert clock.now() == START.timestamp() + 2 * 3600  # ... are two calendar hours
     assert clock.monotonic() == 1010.0  # real time stays real (guard windows, interval)
+
+
+def test_a_scaled_clock_from_a_stored_origin_reads_the_same_calendar(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two replicas (or a restarted one) started at different times agree: the calendar
+    comes from the origin, not from each process's start."""
+    wall = FakeMonotonic()
+    monkeypatch.setattr(clock_module.time, "time", wall)
+    first = ScaledClock(START, speed=720)
+    wall.value += 30  # the second replica starts 30 s later
+    second = ScaledClock.from_origin(ClockOrigin.from_json(first.origin.to_json()))
+    assert first.now() == second.now() == START.timestamp() + 30 * 720
+    with pytest.raises(ValueError, match="not a clock origin"):
+        ClockOrigin.from_json({"start": 1, "wall": 2, "speed": 0})
 
 
 def test_scaled_clock_starts_now_without_a_start(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ names what is wrong."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,69 @@ def test_help_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
     for setting in command.SETTINGS:
         assert setting.env in out
     assert "--clock-speed" in out and "EXTPROC_ENVOY_ADMIN" in out
+
+
+def test_replicas_and_restarts_share_the_stored_clock_origin(files: tuple[Path, Path]) -> None:
+    """The first replica stores its scaled clock's origin with the state; a second replica
+    (or a restart) started later, with or without --clock-start, reads the same calendar.
+    Flags that disagree with the stored origin are refused, naming it."""
+    policy, state = files
+    first_args = ("--clock-start", "2026-11-25T07:00:00+01:00", "--clock-speed", "720")
+    first = command.build_controller(
+        parse("--policy", str(policy), "--state", str(state), *first_args)
+    )
+    again = command.build_controller(
+        parse("--policy", str(policy), "--state", str(state), *first_args)
+    )
+    bare = command.build_controller(parse("--policy", str(policy), "--state", str(state)))
+    speed_only = parse("--policy", str(policy), "--state", str(state), "--clock-speed", "720")
+    follower = command.build_controller(speed_only)
+    origins = {c.clock.origin for c in (first, again, bare, follower)}  # type: ignore[attr-defined]
+    assert len(origins) == 1
+    assert origins.pop().start == dt.datetime(2026, 11, 25, 6, 0, tzinfo=dt.UTC).timestamp()
+    with pytest.raises(
+        ValueError, match=r"--clock-speed 60: this rollout's stored clock runs at x720"
+    ):
+        command.build_controller(
+            parse("--policy", str(policy), "--state", str(state), "--clock-speed", "60")
+        )
+    with pytest.raises(ValueError, match=r"drop --clock-start to follow it"):
+        command.build_controller(
+            parse(
+                "--policy",
+                str(policy),
+                "--state",
+                str(state),
+                "--clock-start",
+                "2026-12-01T00:00:00",
+                "--clock-speed",
+                "720",
+            )
+        )
+
+
+def test_a_controller_waits_for_etcd_at_start_instead_of_exiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from extproc.rollout.stores.etcd_types import EtcdUnavailable
+
+    pauses: list[float] = []
+    monkeypatch.setattr(command.time, "sleep", pauses.append)
+    answers: list[object] = [
+        EtcdUnavailable("get: quorum lost", "quorum_lost"),
+        EtcdUnavailable("get: unreachable", "unreachable"),
+        "the state",
+    ]
+
+    def read() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert command._when_etcd_answers("reading the state", read) == "the state"
+    assert pauses == [0.1, 0.2]
+    with pytest.raises(OSError, match="disk"):  # a file store's failure is not waited for
+        command._when_etcd_answers(
+            "reading the state", lambda: (_ for _ in ()).throw(OSError("disk"))
+        )

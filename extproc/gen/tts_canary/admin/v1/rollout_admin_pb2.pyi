@@ -38,7 +38,7 @@ VERDICT_HOLD: Verdict
 VERDICT_FAIL: Verdict
 
 class RolloutState(_message.Message):
-    __slots__ = ("rollout", "phase", "stage", "share", "share_basis_points", "revision", "next_step_time", "update_time", "reason", "actor", "resume_share")
+    __slots__ = ("rollout", "phase", "stage", "share", "share_basis_points", "revision", "next_step_time", "update_time", "reason", "actor", "resume_share", "operator_reason")
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class RolloutState(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     RESUME_SHARE_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_REASON_FIELD_NUMBER: _ClassVar[int]
     rollout: str
     phase: Phase
     stage: int
@@ -61,7 +62,8 @@ class RolloutState(_message.Message):
     reason: str
     actor: str
     resume_share: str
-    def __init__(self, rollout: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., stage: _Optional[int] = ..., share: _Optional[str] = ..., share_basis_points: _Optional[int] = ..., revision: _Optional[int] = ..., next_step_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., resume_share: _Optional[str] = ...) -> None: ...
+    operator_reason: str
+    def __init__(self, rollout: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., stage: _Optional[int] = ..., share: _Optional[str] = ..., share_basis_points: _Optional[int] = ..., revision: _Optional[int] = ..., next_step_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., resume_share: _Optional[str] = ..., operator_reason: _Optional[str] = ...) -> None: ...
 
 class GuardFigure(_message.Message):
     __slots__ = ("name", "signal", "cohort", "verdict", "value", "threshold", "samples", "min_samples", "window", "detail", "compare")
@@ -110,7 +112,7 @@ class CompareFigure(_message.Message):
     def __init__(self, metric: _Optional[str] = ..., effect_low: _Optional[float] = ..., effect_high: _Optional[float] = ..., p_value: _Optional[float] = ..., e_value: _Optional[float] = ..., alpha: _Optional[float] = ..., samples_v2: _Optional[int] = ..., samples_v1: _Optional[int] = ...) -> None: ...
 
 class Transition(_message.Message):
-    __slots__ = ("time", "revision", "from_phase", "to_phase", "from_share", "to_share", "stage", "reason", "actor", "guards")
+    __slots__ = ("time", "revision", "from_phase", "to_phase", "from_share", "to_share", "stage", "reason", "actor", "guards", "operator_reason")
     TIME_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     FROM_PHASE_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +123,7 @@ class Transition(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     GUARDS_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_REASON_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     revision: int
     from_phase: Phase
@@ -131,7 +134,37 @@ class Transition(_message.Message):
     reason: str
     actor: str
     guards: _containers.RepeatedCompositeFieldContainer[GuardFigure]
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., from_phase: _Optional[_Union[Phase, str]] = ..., to_phase: _Optional[_Union[Phase, str]] = ..., from_share: _Optional[str] = ..., to_share: _Optional[str] = ..., stage: _Optional[int] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., guards: _Optional[_Iterable[_Union[GuardFigure, _Mapping]]] = ...) -> None: ...
+    operator_reason: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ..., from_phase: _Optional[_Union[Phase, str]] = ..., to_phase: _Optional[_Union[Phase, str]] = ..., from_share: _Optional[str] = ..., to_share: _Optional[str] = ..., stage: _Optional[int] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., guards: _Optional[_Iterable[_Union[GuardFigure, _Mapping]]] = ..., operator_reason: _Optional[str] = ...) -> None: ...
+
+class Leadership(_message.Message):
+    __slots__ = ("elected", "replica", "replica_leads", "leader", "leader_admin", "leader_since", "term", "faults", "outage")
+    class FaultsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ELECTED_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_LEADS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADMIN_FIELD_NUMBER: _ClassVar[int]
+    LEADER_SINCE_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
+    OUTAGE_FIELD_NUMBER: _ClassVar[int]
+    elected: bool
+    replica: str
+    replica_leads: bool
+    leader: str
+    leader_admin: str
+    leader_since: _timestamp_pb2.Timestamp
+    term: int
+    faults: _containers.ScalarMap[str, int]
+    outage: str
+    def __init__(self, elected: _Optional[bool] = ..., replica: _Optional[str] = ..., replica_leads: _Optional[bool] = ..., leader: _Optional[str] = ..., leader_admin: _Optional[str] = ..., leader_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., term: _Optional[int] = ..., faults: _Optional[_Mapping[str, int]] = ..., outage: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("transitions",)
@@ -140,7 +173,14 @@ class StatusRequest(_message.Message):
     def __init__(self, transitions: _Optional[int] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("state", "time_to_next_step", "frozen", "guards", "verdict", "check_time", "next_share", "transitions")
+    __slots__ = ("state", "time_to_next_step", "frozen", "guards", "verdict", "check_time", "next_share", "transitions", "leadership", "calendar_time", "clock_speed", "check_failures")
+    class CheckFailuresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     STATE_FIELD_NUMBER: _ClassVar[int]
     TIME_TO_NEXT_STEP_FIELD_NUMBER: _ClassVar[int]
     FROZEN_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +189,10 @@ class StatusResponse(_message.Message):
     CHECK_TIME_FIELD_NUMBER: _ClassVar[int]
     NEXT_SHARE_FIELD_NUMBER: _ClassVar[int]
     TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    LEADERSHIP_FIELD_NUMBER: _ClassVar[int]
+    CALENDAR_TIME_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_SPEED_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FAILURES_FIELD_NUMBER: _ClassVar[int]
     state: RolloutState
     time_to_next_step: _duration_pb2.Duration
     frozen: bool
@@ -157,7 +201,11 @@ class StatusResponse(_message.Message):
     check_time: _timestamp_pb2.Timestamp
     next_share: str
     transitions: _containers.RepeatedCompositeFieldContainer[Transition]
-    def __init__(self, state: _Optional[_Union[RolloutState, _Mapping]] = ..., time_to_next_step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., frozen: _Optional[bool] = ..., guards: _Optional[_Iterable[_Union[GuardFigure, _Mapping]]] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., check_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_share: _Optional[str] = ..., transitions: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ...) -> None: ...
+    leadership: Leadership
+    calendar_time: _timestamp_pb2.Timestamp
+    clock_speed: float
+    check_failures: _containers.ScalarMap[str, int]
+    def __init__(self, state: _Optional[_Union[RolloutState, _Mapping]] = ..., time_to_next_step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., frozen: _Optional[bool] = ..., guards: _Optional[_Iterable[_Union[GuardFigure, _Mapping]]] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., check_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_share: _Optional[str] = ..., transitions: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ..., leadership: _Optional[_Union[Leadership, _Mapping]] = ..., calendar_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., clock_speed: _Optional[float] = ..., check_failures: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class StartRequest(_message.Message):
     __slots__ = ("actor", "reason")
