@@ -26,6 +26,7 @@ from extproc.rollout import fleet_control
 from extproc.rollout.clock import Clock, ScaledClock, SystemClock, parse_start
 from extproc.rollout.controller import DEFAULT_INTERVAL, Controller
 from extproc.rollout.guards.judge import Source, family
+from extproc.rollout.guards.quality import DEFAULT_QUALITY_URL, QualitySource
 from extproc.rollout.guards.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
 from extproc.rollout.policy import Policy, load_policy
 from extproc.rollout.stores.opener import open_store
@@ -38,8 +39,11 @@ ENVOY_ADMIN = Setting(
 PROMETHEUS = Setting(
     "EXTPROC_PROMETHEUS_URL", "", "Prometheus base URL for promql guards ('' = none)"
 )
+QUALITY = Setting(
+    "EXTPROC_QUALITY_URL", DEFAULT_QUALITY_URL, "probe process URL (guards on audio quality)"
+)
 INTERVAL = Setting("EXTPROC_CHECK_INTERVAL", str(DEFAULT_INTERVAL), "seconds between guard checks")
-SETTINGS = (POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, *fleet_control.SETTINGS)
+SETTINGS = (POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, QUALITY, INTERVAL, *fleet_control.SETTINGS)
 log = logging.getLogger("extproc.rollout.controller")
 
 
@@ -77,6 +81,7 @@ def register(subparsers: Any, extension: Extension | None = None) -> None:
     p.add_argument("--rules", default="", help="rules file whose rollout name must match")
     p.add_argument("--envoy-admin", default=env(ENVOY_ADMIN), help=ENVOY_ADMIN.help)
     p.add_argument("--prometheus", default=env(PROMETHEUS), help=PROMETHEUS.help)
+    p.add_argument("--quality", default=env(QUALITY), help=QUALITY.help)
     p.add_argument("--interval", default=env(INTERVAL), help=INTERVAL.help)
     p.add_argument(
         "--clock-start",
@@ -98,9 +103,10 @@ def register(subparsers: Any, extension: Extension | None = None) -> None:
 
 
 def build_sources(
-    policy: Policy, clock: Clock, envoy_admin: str, prometheus: str
+    policy: Policy, clock: Clock, envoy_admin: str, prometheus: str, quality: str = ""
 ) -> dict[str, Source]:
-    """The sources the policy's guards need; ValueError if promql guards lack a URL."""
+    """The sources the policy's guards need; ValueError if promql or quality guards lack a
+    URL."""
     families = {family(g) for g in policy.guards}
     sources: dict[str, Source] = {}
     if "envoy" in families:
@@ -111,6 +117,11 @@ def build_sources(
             raise ValueError(f"the policy has promql guards: --prometheus (or {PROMETHEUS.env})")
         queries = [g.query for g in policy.guards if family(g) == "promql"]
         sources["promql"] = PrometheusSource(prometheus, queries)
+    if "quality" in families:
+        if not quality:
+            raise ValueError(f"the policy has quality guards: --quality (or {QUALITY.env})")
+        horizon = max(g.window for g in policy.guards if family(g) == "quality")
+        sources["quality"] = QualitySource(quality, horizon)
     return sources
 
 
@@ -143,7 +154,7 @@ def build_controller(args: argparse.Namespace) -> Controller:
         )
     clock = build_clock(args.clock_start, args.clock_speed)
     interval = positive_float("--interval", args.interval)
-    sources = build_sources(policy, clock, args.envoy_admin, args.prometheus)
+    sources = build_sources(policy, clock, args.envoy_admin, args.prometheus, args.quality)
     leadership = fleet_control.leadership_for(store, args)
     return Controller(policy, store, sources, clock=clock, interval=interval, leadership=leadership)
 
