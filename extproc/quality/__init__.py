@@ -8,6 +8,7 @@ See docs/audio-quality.md for what each figure can and cannot tell.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 from extproc.quality import figures as slugs
 from extproc.quality.decode import DecodedAudio, InvalidAudio, decode
@@ -36,16 +37,19 @@ def _dnsmos() -> Scorer:
     return DnsmosScorer()
 
 
-@functools.cache
-def _asr() -> Scorer:
+@functools.lru_cache(maxsize=4)
+def _asr(vocabulary: tuple[str, ...]) -> Scorer:
     from extproc.quality.asr import AsrScorer
 
-    return AsrScorer()
+    return AsrScorer(vocabulary)
 
 
-def builtin_scorers(*, mos: bool = True, asr: bool = True) -> list[Scorer]:
+def builtin_scorers(
+    *, mos: bool = True, asr: bool = True, asr_vocabulary: Sequence[str] = ()
+) -> list[Scorer]:
     """The model scorers ``assess`` runs, each a process-wide singleton (models load once)."""
-    return ([_dnsmos()] if mos else []) + ([_asr()] if asr else [])
+    chosen = [_dnsmos()] if mos else []
+    return chosen + ([_asr(tuple(asr_vocabulary))] if asr else [])
 
 
 def assess(
@@ -55,12 +59,16 @@ def assess(
     mos: bool = True,
     asr: bool = True,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    asr_vocabulary: Sequence[str] = (),
 ) -> AudioFigures:
     """Judge one TTS answer. Never raises on bad input: bad audio -> valid=False + reason.
 
-    Order of checks: size (``too_large``), text (``no_text``: no letter or digit), decoding
-    (``empty``, ``not_wav``, ``truncated``, ``bad_format``, ``bad_sample_rate``), then the signal
-    checks, then DNSMOS (``mos``) and the ASR read-back (``asr``) on the first 30 s.
+    Order of checks: size (``too_large``), decoding (``empty``, ``not_wav``, ``truncated``,
+    ``bad_format``, ``bad_sample_rate``), text (``no_text``: no letter or digit), then the
+    signal checks, then DNSMOS (``mos``) and the ASR read-back (``asr``) on the first 30 s.
+    ``asr_vocabulary``: the probe corpus texts; the read-back of those texts then uses a
+    language model of the corpus (far more usable on formant speech; see asr.py). Keep it the
+    same tuple across calls: each distinct vocabulary loads a decoder of its own.
     """
     if len(audio) > max_bytes:
         return AudioFigures.invalid(slugs.TOO_LARGE)
@@ -70,7 +78,9 @@ def assess(
         return AudioFigures.invalid(exc.reason, sample_rate=exc.sample_rate)
     if spoken_chars(text) == 0:
         return AudioFigures.invalid(slugs.NO_TEXT, sample_rate=decoded.sample_rate)
-    scored = run_scorers(decoded, text, builtin_scorers(mos=mos, asr=asr))
+    scored = run_scorers(
+        decoded, text, builtin_scorers(mos=mos, asr=asr, asr_vocabulary=asr_vocabulary)
+    )
     return AudioFigures(
         valid=True,
         invalid_reason="",

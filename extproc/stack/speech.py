@@ -53,9 +53,11 @@ class Voice:
         ]
 
 
+# Two en-US variants that pocketsphinx reads back about equally well (docs/audio-quality.md):
+# v1 the Klatt-synthesizer voice at a brisk pace, v2 a female-sounding variant, higher and slower.
 VOICES = {
-    "v1": Voice("en-us", words_per_minute=150, pitch=50),
-    "v2": Voice("en-gb", words_per_minute=160, pitch=40),
+    "v1": Voice("en-us+klatt", words_per_minute=165, pitch=45),
+    "v2": Voice("en-us+f3", words_per_minute=150, pitch=60),
 }
 DEFAULT_VOICE = Voice("en-us", words_per_minute=150, pitch=60)
 
