@@ -73,6 +73,7 @@ class ProbeRunner:
         if not corpus:
             raise ValueError("the probe corpus is empty")
         self.corpus = tuple(corpus)
+        self.vocabulary = tuple(p.text for p in self.corpus)
         self.fetch = fetch
         self.scorer = scorer
         self.budget = budget
@@ -146,9 +147,8 @@ class ProbeRunner:
         if answer.status != 200:
             self.metrics.record_failure(cohort, "http_error")
             return None
-        job = Job(
-            answer.body, probe.text, self.options.mos, self.options.asr, self.options.max_bytes
-        )
+        opts = self.options
+        job = Job(answer.body, probe.text, opts.mos, opts.asr, opts.max_bytes, self.vocabulary)
         began = time.monotonic()
         try:
             scored = await asyncio.to_thread(self.scorer.score, job)

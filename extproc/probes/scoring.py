@@ -1,9 +1,9 @@
 """The scorer in a child process of its own: a crash or a hang costs one round, nothing more.
 
 :class:`ScorerProcess` starts (lazily, by ``spawn``) a child that imports the scorer named
-``module:function`` (default ``extproc.quality:assess``, called as ``assess(audio, text, mos=,
-asr=, max_bytes=)`` and returning an object with ``as_dict()``), lowers its own priority
-(``nice``), and answers one job at a time over a pipe with the figures and the CPU seconds the
+``module:function`` (default ``extproc.quality:assess``, called as ``assess(audio, text,
+mos=, asr=, max_bytes=[, asr_vocabulary=])`` and returning an object with ``as_dict()``),
+lowers its own priority (``nice``), and answers one job at a time over a pipe with the figures and the CPU seconds the
 job took. If the child dies (a segfault in a native library, the OOM killer) or takes longer
 than ``timeout``, :meth:`score` raises :class:`ScorerFailed`, the child is killed, and the
 next job starts a fresh one. Audio bytes go to the child through the pipe only: they are
@@ -41,6 +41,7 @@ class Job:
     mos: bool = True
     asr: bool = True
     max_bytes: int = 8 << 20
+    vocabulary: tuple[str, ...] = ()  # the probe corpus: the ASR's language model
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +66,11 @@ def _child(connection: Connection, scorer: str) -> None:
         except EOFError:
             return
         began = time.process_time()
+        options: dict[str, Any] = {"mos": job.mos, "asr": job.asr, "max_bytes": job.max_bytes}
+        if job.vocabulary:
+            options["asr_vocabulary"] = job.vocabulary
         try:
-            figures = assess(
-                job.audio, job.text, mos=job.mos, asr=job.asr, max_bytes=job.max_bytes
-            ).as_dict()
+            figures = assess(job.audio, job.text, **options).as_dict()
             connection.send(("ok", figures, time.process_time() - began))
         except Exception as exc:  # a scorer bug: report it, keep serving
             connection.send(("error", f"{type(exc).__name__}: {exc}", time.process_time() - began))
