@@ -4,10 +4,10 @@
 ``module:function`` (default ``extproc.quality:assess``, called as ``assess(audio, text,
 mos=, asr=, max_bytes=[, asr_vocabulary=])`` and returning an object with ``as_dict()``),
 lowers its own priority (``nice``), and answers one job at a time over a pipe with the
-figures and the CPU seconds the job took. If the child dies (a segfault in a native library, the OOM killer) or takes longer
-than ``timeout``, :meth:`score` raises :class:`ScorerFailed`, the child is killed, and the
-next job starts a fresh one. Audio bytes go to the child through the pipe only: they are
-never written anywhere.
+figures and the CPU seconds the job took. If the child dies (a segfault in a native library,
+the OOM killer) or takes longer than ``timeout``, :meth:`score` raises :class:`ScorerFailed`,
+the child is killed, and the next job starts a fresh one. Audio bytes go to the child
+through the pipe only: they are never written anywhere.
 """
 
 from __future__ import annotations
