@@ -19,6 +19,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from extproc.quality.figures import INVALID_REASONS
+
+COHORTS = ("v1", "v2")
+OUTCOMES = ("scored", "invalid", "http_error", "scorer_failed")
+DROP_REASONS = ("over_budget", "queue_full")
+FAILURE_REASONS = ("crash", "timeout", "error")
 PREFIX = "tts_quality_"
 RECENT_ROUNDS = 12  # the pair_difference_recent gauge: mean of this many latest rounds
 SCORE_BUCKETS = (1.0, 1.5, 2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5, 3.75, 4.0, 4.5, 5.0)
@@ -107,6 +113,25 @@ class ProbeMetrics:
             buckets=SCORING_BUCKETS,
             registry=r,
         )
+
+        self._initialize()
+
+    def _initialize(self) -> None:
+        """Create every labelled series at zero, so rates work from the first scrape (the
+        recent-difference gauge appears with the first round: zero would mean "no gap")."""
+        for cohort in COHORTS:
+            for histogram in self.figures.values():
+                histogram.labels(cohort)
+            for outcome in OUTCOMES:
+                self.probes.labels(cohort, outcome)
+            for reason in INVALID_REASONS:
+                self.invalid.labels(cohort, reason)
+        for signal in PAIRED:
+            self.pair_difference.labels(signal)
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
+        for reason in FAILURE_REASONS:
+            self.scorer_failures.labels(reason)
 
     def record_answer(self, cohort: str, figures: Mapping[str, Any]) -> None:
         """One scored answer: its figures, or its invalid reason."""
