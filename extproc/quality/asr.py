@@ -28,8 +28,6 @@ from extproc.quality.decode import DecodedAudio
 from extproc.quality.resample import MODEL_RATE, to_rate
 from extproc.quality.words import reference_words
 
-CORPUS_SEARCH = "corpus"
-
 
 class AsrScorer:
     """Scorer ``asr``: figures ``wer`` and ``cer`` in [0, 1] (0 = every word heard)."""
@@ -39,35 +37,35 @@ class AsrScorer:
 
     def __init__(self, vocabulary: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
-        self._decoder: Any = None
-        self._general = ""
+        self._decoders: dict[bool, Any] = {}  # corpus model? -> decoder, each loaded on need
         sentences = (" ".join(reference_words(text)) for text in vocabulary)
         self.sentences = frozenset(s for s in sentences if s)
 
-    def _load(self) -> Any:
-        if self._decoder is None:
-            from pocketsphinx import Decoder, NGramModel
+    def _decoder(self, corpus: bool) -> Any:
+        decoder = self._decoders.get(corpus)
+        if decoder is None:
+            from pocketsphinx import Decoder
 
-            decoder = Decoder(samprate=MODEL_RATE, loglevel="FATAL")
-            self._general = decoder.current_search()
-            if self.sentences:
+            if not corpus:
+                decoder = Decoder(samprate=MODEL_RATE, loglevel="FATAL")
+            else:
+                # A dictionary of the corpus words only: with the full 130k-word dictionary,
+                # building the search for even a tiny language model takes seconds of CPU.
                 with tempfile.TemporaryDirectory(prefix="asr-lm-") as folder:
-                    path = os.path.join(folder, "corpus.arpa")
-                    _write_arpa(sorted(self.sentences), path)
-                    model = NGramModel(decoder.config, decoder.logmath, path)
-                decoder.add_lm(CORPUS_SEARCH, model)
-            self._decoder = decoder
-        return self._decoder
+                    lm = os.path.join(folder, "corpus.arpa")
+                    words = os.path.join(folder, "corpus.dict")
+                    _write_arpa(sorted(self.sentences), lm)
+                    _write_dictionary(self.sentences, words)
+                    decoder = Decoder(samprate=MODEL_RATE, loglevel="FATAL", lm=lm, dict=words)
+            self._decoders[corpus] = decoder
+        return decoder
 
     def transcribe(self, audio: DecodedAudio, expected: str = "") -> str:
         """The recognizer's words for ``audio`` (may be empty); with the corpus model when
         ``expected`` (normalized words) is one of the vocabulary's sentences."""
         pcm = (to_rate(audio, MODEL_RATE) * 32767.0).astype("<i2").tobytes()
         with self._lock:
-            decoder = self._load()
-            search = CORPUS_SEARCH if expected in self.sentences else self._general
-            if decoder.current_search() != search:
-                decoder.activate_search(search)
+            decoder = self._decoder(expected in self.sentences)
             decoder.start_utt()
             decoder.process_raw(pcm, full_utt=True)
             decoder.end_utt()
@@ -88,6 +86,20 @@ def _write_arpa(sentences: list[str], path: str) -> None:
     model = ArpaBoLM(text="\n".join(sentences) + "\n", add_start=True, case="lower")
     model.compute()
     model.write_file(path)
+
+
+def _write_dictionary(sentences: Iterable[str], path: str) -> None:
+    """The pronunciations (all variants) of the sentences' words from the bundled dictionary;
+    a word it lacks is left out (the language model then cannot produce it)."""
+    from pocketsphinx import get_model_path
+
+    wanted = {word for sentence in sentences for word in sentence.split()}
+    source = os.path.join(get_model_path(), "en-us", "cmudict-en-us.dict")
+    with open(source, encoding="utf-8") as full, open(path, "w", encoding="utf-8") as out:
+        for line in full:
+            head = line.split(" ", 1)[0]
+            if head.split("(", 1)[0] in wanted:
+                out.write(line)
 
 
 def error_rates(reference: list[str], heard: list[str]) -> dict[str, float | None]:

@@ -66,6 +66,7 @@ class Row:
 def standin(version: str) -> Iterator[str]:
     """A stand-in server of ``version`` on a free loopback port; yields its base URL."""
     server = TtsStandinServer(("127.0.0.1", 0), version, Faults())
+    server.log_faults = False
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:

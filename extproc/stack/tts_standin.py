@@ -114,6 +114,7 @@ class TtsStandinServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.rng = random.Random()
         self.log_requests = False
+        self.log_faults = True
 
     def roll_error(self) -> bool:
         with self.lock:
@@ -186,7 +187,8 @@ class TtsHandler(BaseHTTPRequestHandler):
                 self._reply_json(400, {"error": str(exc)})
                 return
             state = asdict(self.server.faults)
-        print(f"tts-standin {self.server.version}: faults now {state}", file=sys.stderr)
+        if self.server.log_faults:
+            print(f"tts-standin {self.server.version}: faults now {state}", file=sys.stderr)
         self._reply_json(200, state)
 
     def _read_body(self) -> bytes | None:
