@@ -40,6 +40,9 @@ CONDITIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("truncated to 40 %", {"truncate": TRUNCATE_TO}),
     ("silent", {"silence": True}),
 )
+EXTRA_CONDITIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("wrong sample rate (header says 8 kHz)", {"wrong_sample_rate": 8_000}),
+)
 COLUMNS = (
     ("P.808 MOS", "mos"),
     ("SIG", "sig"),
@@ -88,12 +91,18 @@ def audio(base: str, text: str, fault: dict[str, Any]) -> bytes:
     return post(base + "/tts", json.dumps({"text": text}).encode())
 
 
-def rows_for(version: str, texts: Sequence[str], *, mos: bool = True) -> list[Row]:
+def rows_for(
+    version: str,
+    texts: Sequence[str],
+    *,
+    mos: bool = True,
+    conditions: Sequence[tuple[str, dict[str, Any]]] = CONDITIONS,
+) -> list[Row]:
     """One Row per condition: the figures of every text, spoken by ``version``'s stand-in."""
     rows = []
     with standin(version) as base:
         clean_s = {text: decode(audio(base, text, {})).duration_s for text in texts}
-        for label, fault in CONDITIONS:
+        for label, fault in conditions:
             figures = []
             for text in texts:
                 wanted = dict(fault)
@@ -125,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     texts = TEXTS[: max(1, args.texts)]
     for version in args.voices.split(","):
-        print(markdown(version, rows_for(version, texts), len(texts)), end="\n\n", flush=True)
+        rows = rows_for(version, texts, conditions=CONDITIONS + EXTRA_CONDITIONS)
+        print(markdown(version, rows, len(texts)), end="\n\n", flush=True)
 
 
 if __name__ == "__main__":

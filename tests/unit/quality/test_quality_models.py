@@ -13,7 +13,7 @@ from extproc.quality.asr import AsrScorer
 from extproc.quality.decode import decode
 from extproc.quality.dnsmos import DnsmosScorer
 from extproc.quality.resample import to_rate
-from extproc.stack.quality_table import TEXTS, Row, rows_for
+from extproc.stack.quality_table import TEXTS, Row, markdown, rows_for
 from extproc.stack.speech import VOICES, espeak_available, synthesize
 from extproc.stack.standin_faults import wav_bytes
 
@@ -83,3 +83,10 @@ def test_the_corpus_language_model_reads_back_far_better_than_the_general_one() 
     assert np.mean(general_wers) > np.mean(corpus_wers) + 0.3
     silent = decode(wav_bytes(np.zeros(22_050, dtype="<i2").tobytes(), 22_050))
     assert corpus.score(silent, TEXTS[2])["wer"] == 1.0
+
+
+def test_the_table_command_prints_one_line_per_condition(rows: dict[str, Row]) -> None:
+    table = markdown("v1", list(rows.values()), 2).splitlines()
+    assert table[0].startswith("| v1 (2 texts) | P.808 MOS |")
+    assert [line.split(" | ")[0] for line in table[2:]] == [f"| {r.label}" for r in rows.values()]
+    assert "nan" not in "".join(table)
