@@ -17,7 +17,10 @@ from extproc.stack.quality_table import TEXTS, Row, markdown, rows_for
 from extproc.stack.speech import VOICES, espeak_available, synthesize
 from extproc.stack.standin_faults import wav_bytes
 
-pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed"),
+]
 
 
 @pytest.fixture(scope="module")
