@@ -68,10 +68,6 @@ class Faults:
         changes = {name: _checked(name, value) for name, value in raw.items() if name != "reset"}
         return replace(base, **changes)
 
-    def latency_s(self, text: str) -> float:
-        """The injected wait for an answer to ``text``."""
-        return (self.latency_ms + self.latency_per_char_ms * len(text)) / 1000
-
     def audio_body(self, pcm: Pcm, sample_rate: int, rng: np.random.Generator) -> bytes:
         """The answer body for clean ``pcm``: a WAV with every audio fault applied."""
         if self.empty:

@@ -108,3 +108,23 @@ def test_plug_in_scorers_run_and_a_broken_one_only_loses_its_figures() -> None:
     audio = DecodedAudio(samples=SPEECHLIKE, sample_rate=RATE)
     out = run_scorers(audio, TEXT, [Broken(), Loudness()])
     assert out == {"broken_failed": 1.0, "peak": pytest.approx(0.3, abs=1e-3), "odd": None}
+
+
+class Recorder:
+    name = "recorder"
+    cpu_seconds_per_audio_second = 0.0
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def score(self, audio: DecodedAudio, text: str) -> Mapping[str, float | None]:
+        self.seen.append(audio.duration_s)
+        return {}
+
+
+def test_model_scorers_see_at_most_the_first_30_seconds() -> None:
+    recorder = Recorder()
+    long = DecodedAudio(samples=np.zeros(95 * RATE, dtype=np.float32), sample_rate=RATE)
+    run_scorers(long, TEXT, [recorder])
+    run_scorers(DecodedAudio(samples=SPEECHLIKE, sample_rate=RATE), TEXT, [recorder])
+    assert recorder.seen == [30.0, 2.0]
