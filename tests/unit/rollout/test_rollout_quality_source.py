@@ -4,16 +4,23 @@ difference, the MOS direction, the window, hold on too little or unreachable dat
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from extproc.core.errors import RulesError
+from extproc.rollout.clock import FakeClock
+from extproc.rollout.controller import Controller
 from extproc.rollout.guards.judge import Reading, family, judge
 from extproc.rollout.guards.quality import Pair, QualitySource, parse_pairs, reading
+from extproc.rollout.guards.signals import EnvoyStatsSource
 from extproc.rollout.policy import Guard, parse_policy
-from extproc.rollout.state import Verdict
+from extproc.rollout.state import Phase, Verdict
+from extproc.rollout.stores.state_store import FileStateStore
+from tests.support.fake_envoy_stats import FakeEnvoyStats
 
 POLICY = b"""
 policy:
@@ -27,6 +34,19 @@ policy:
     - {name: clipping, signal: clipping_ratio, cohort: v2, threshold: 1%, window: 2m}
     - {name: invalid, signal: invalid_audio_rate, cohort: v2, threshold: 5%, window: 2m}
     - {name: short, signal: truncation, cohort: v2-v1, threshold: 30%, window: 2m}
+"""
+
+
+POLICY_YAML = """policy:
+  rollout: r
+  initial_share: 10%
+  step_interval: 2h
+  guards:
+    - {name: v2-p95, signal: latency_p95, cohort: v2, threshold: 800ms, window: 10s,
+       min_samples: 50}
+GUARDS"""
+QUALITY_GUARDS = """    - {name: mos-drop, signal: mos, cohort: v2-v1, threshold: 0.5, window: 60s}
+    - {name: silence, signal: silence_ratio, cohort: v2-v1, threshold: 30%, window: 60s}
 """
 
 
@@ -153,3 +173,35 @@ def test_a_ratio_threshold_without_percent_is_refused() -> None:
     )
     with pytest.raises(RulesError, match="write it as a percentage"):
         parse_policy("p.yaml", text)
+
+
+def test_a_dead_probe_process_holds_the_ramp_but_not_a_latency_rollback(tmp_path: Path) -> None:
+    """Scorer or probe process gone: the quality guards hold (never pass, never fail), the
+    latency and error guards keep judging, and a latency breach still rolls v2 back."""
+    text = POLICY_YAML.replace("GUARDS", QUALITY_GUARDS)
+    policy = parse_policy("policy.yaml", text.encode())
+    clock = FakeClock(dt.datetime.fromisoformat("2026-11-25T12:00:00+01:00"))
+    envoy = FakeEnvoyStats()
+
+    def gone(url: str, timeout: float) -> bytes:
+        raise ConnectionRefusedError("connection refused")
+
+    sources = {
+        "envoy": EnvoyStatsSource("http://127.0.0.1:9901", clock, 10.0, fetch=envoy.fetch),
+        "quality": QualitySource("http://127.0.0.1:9470", 60.0, fetch=gone),
+    }
+    controller = Controller(policy, FileStateStore(tmp_path / "state.json"), sources, clock=clock)
+    controller.apply("start", "alice")
+    for latency in [40.0] * 12 + [1500.0] * 12:
+        envoy.serve("tts_v1", 20, latency_ms=40)
+        envoy.serve("tts_v2", 20, latency_ms=latency)
+        clock.advance(1)
+        asyncio.run(controller.check())
+        if latency == 40.0:
+            assert controller.last is not None and controller.last.verdict is Verdict.HOLD
+    state = controller.store.read()
+    assert state is not None and state.phase is Phase.ROLLED_BACK
+    assert state.reason == "guard breach: v2-p95"
+    figures = controller.last.guards_json() if controller.last else {}
+    assert figures["mos-drop"]["verdict"] == "hold"
+    assert figures["mos-drop"]["detail"].startswith("probe process unreachable")
