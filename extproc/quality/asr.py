@@ -2,9 +2,11 @@
 
 ``wer`` and ``cer`` compare the transcript with the English words of the request text
 (``words.reference_words``); a text with no English word is not scored (None). Audio is
-resampled to 16 kHz. The decoder loads once, on first use, and is used under a lock (a
-pocketsphinx decoder is not thread-safe). Both figures are capped at 1.0 so that one
-hallucinated long transcript cannot dominate an average.
+resampled to 16 kHz. Dither is on: without it, digital silence (all-zero samples) gives
+NaN features and the decoder "hears" a word that depends on what it decoded before; with it,
+silence reads back as nothing and every transcript is repeatable. Each decoder loads once, on
+first use, and is used under a lock (a pocketsphinx decoder is not thread-safe). Both figures
+are capped at 1.0 so that one hallucinated long transcript cannot dominate an average.
 
 With a ``vocabulary`` (the probe corpus texts), a trigram language model of those sentences is
 built at load time (pocketsphinx's own ``ArpaBoLM``, into a private temporary file) and used for
@@ -47,7 +49,7 @@ class AsrScorer:
             from pocketsphinx import Decoder
 
             if not corpus:
-                decoder = Decoder(samprate=MODEL_RATE, loglevel="FATAL")
+                decoder = Decoder(samprate=MODEL_RATE, loglevel="FATAL", dither=True)
             else:
                 # A dictionary of the corpus words only: with the full 130k-word dictionary,
                 # building the search for even a tiny language model takes seconds of CPU.
@@ -56,7 +58,9 @@ class AsrScorer:
                     words = os.path.join(folder, "corpus.dict")
                     _write_arpa(sorted(self.sentences), lm)
                     _write_dictionary(self.sentences, words)
-                    decoder = Decoder(samprate=MODEL_RATE, loglevel="FATAL", lm=lm, dict=words)
+                    decoder = Decoder(
+                        samprate=MODEL_RATE, loglevel="FATAL", dither=True, lm=lm, dict=words
+                    )
             self._decoders[corpus] = decoder
         return decoder
 

@@ -13,6 +13,7 @@ from extproc.quality.asr import AsrScorer
 from extproc.quality.decode import decode
 from extproc.quality.dnsmos import DnsmosScorer
 from extproc.quality.resample import to_rate
+from extproc.quality.words import reference_words
 from extproc.stack.quality_table import TEXTS, Row, markdown, rows_for
 from extproc.stack.speech import VOICES, espeak_available, synthesize
 from extproc.stack.standin_faults import wav_bytes
@@ -78,14 +79,17 @@ def test_our_dnsmos_gives_what_speechmos_gives() -> None:
 def test_the_corpus_language_model_reads_back_far_better_than_the_general_one() -> None:
     corpus, general = AsrScorer(TEXTS), AsrScorer()
     corpus_wers, general_wers = [], []
-    for text in TEXTS[2:4]:
-        audio = decode(wav_bytes(synthesize(VOICES["v2"], text).tobytes(), 22_050))
+    clips = [decode(wav_bytes(synthesize(VOICES["v2"], t).tobytes(), 22_050)) for t in TEXTS[2:4]]
+    for text, audio in zip(TEXTS[2:4], clips, strict=True):
         corpus_wers.append(corpus.score(audio, text)["wer"] or 0.0)
         general_wers.append(general.score(audio, text)["wer"] or 0.0)
     assert np.mean(corpus_wers) < 0.3
     assert np.mean(general_wers) > np.mean(corpus_wers) + 0.3
     silent = decode(wav_bytes(np.zeros(22_050, dtype="<i2").tobytes(), 22_050))
-    assert corpus.score(silent, TEXTS[2])["wer"] == 1.0
+    expected = " ".join(reference_words(TEXTS[2]))  # selects the corpus decoder
+    assert corpus.transcribe(silent, expected) == general.transcribe(silent) == ""
+    # what was decoded before (here: digital silence) does not change a transcript
+    assert corpus.score(clips[0], TEXTS[2])["wer"] == corpus_wers[0]
 
 
 def test_the_table_command_prints_one_line_per_condition(rows: dict[str, Row]) -> None:
