@@ -72,7 +72,7 @@ POLICY_TEXT = """policy:
        min_samples: 20}
     - {name: v2-errors, signal: error_rate, cohort: v2, threshold: 0.5%, window: 10s,
        min_samples: 20}
-    - {name: mos-drop, signal: mos, cohort: v2-v1, threshold: 0.5, window: W, min_samples: N}
+    - {name: mos-drop, signal: mos, cohort: v2-v1, threshold: 0.2, window: W, min_samples: N}
     - {name: silence, signal: silence_ratio, cohort: v2-v1, threshold: 30%, window: W,
        min_samples: N}
     - {name: clipping, signal: clipping_ratio, cohort: v2-v1, threshold: 1%, window: W,
