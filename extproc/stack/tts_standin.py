@@ -6,7 +6,8 @@ The real models cannot run here; this server answers like one would:
   mono PCM) and header ``x-tts-model-version: <version>``. The audio is the text spoken by
   espeak-ng (22.05 kHz) with the version's own voice (``speech.VOICES``: v1 and v2 both healthy,
   audibly different), cached per (voice, text); ``--voice tone`` answers a tone whose duration
-  grows with the text instead (8 kHz, no espeak-ng needed, for load tests). Empty text -> 400,
+  grows with the text instead (8 kHz, no espeak-ng needed, for load tests; also through the
+  environment: ``EXTPROC_STANDIN_VOICE=tone``). Empty text -> 400,
   body over 64 KiB -> 413, and with probability ``error_rate`` an injected 503. Every answer
   waits ``latency_ms`` first, and a /tts answer ``latency_per_char_ms`` per character more.
   ``x-tts-seen-cohort`` echoes the ``x-tts-cohort`` header as it reached the server ("-" if
@@ -30,6 +31,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -56,6 +58,7 @@ from extproc.stack.standin_faults import Faults
 __all__ = ["Faults", "TtsHandler", "TtsStandinServer", "main"]
 
 TONE = "tone"
+VOICE_ENV = "EXTPROC_STANDIN_VOICE"  # e.g. "tone" for every stand-in a stack starts
 SAMPLE_RATE = 8_000  # of the tone
 SECONDS_PER_CHAR = 0.02
 MIN_SECONDS = 0.1
@@ -239,9 +242,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", required=True, help="model version to report, e.g. v1, v2")
     parser.add_argument(
         "--voice",
-        default=None,
+        default=os.environ.get(VOICE_ENV) or None,
         choices=[*VOICES, TONE],
-        help="speech voice (default: the one named like --version) or 'tone' (no espeak-ng)",
+        help=f"speech voice (default ${VOICE_ENV}, else the one named like --version) or "
+        "'tone' (a synthetic tone, no espeak-ng: small bodies for load tests)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
     parser.add_argument("--port", type=int, default=18081, help="port (default %(default)s)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import sys
 import threading
 import time
@@ -258,4 +259,20 @@ def test_command_line_faults_and_sigterm(tmp_path: Path) -> None:
         connection.close()
         assert response.status == 503
         assert response.getheader("x-tts-model-version") == "v1"
+        assert process.stop() == 0
+
+
+def test_the_environment_can_choose_the_tone_for_every_stand_in(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "extproc.stack.tts_standin", "--version", "v2"]
+    argv += ["--port", str(port)]
+    root = Path(tts_standin.__file__).resolve().parents[2]
+    env = {**os.environ, tts_standin.VOICE_ENV: "tone"}
+    with ManagedProcess("tts_v2", argv, tmp_path / "tts.log", cwd=root, env=env) as process:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=15, process=process)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        response, body = call(connection, "POST", "/tts", b"hello world")
+        connection.close()
+        assert response.status == 200
+        assert parse_wav(body)[0].framerate == 8000
         assert process.stop() == 0
