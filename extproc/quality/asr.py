@@ -35,13 +35,18 @@ class AsrScorer:
     """Scorer ``asr``: figures ``wer`` and ``cer`` in [0, 1] (0 = every word heard)."""
 
     name = "asr"
-    cpu_seconds_per_audio_second = 0.25  # measured, see docs/audio-quality.md
 
     def __init__(self, vocabulary: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._decoders: dict[bool, Any] = {}  # corpus model? -> decoder, each loaded on need
         sentences = (" ".join(reference_words(text)) for text in vocabulary)
         self.sentences = frozenset(s for s in sentences if s)
+
+    @property
+    def cpu_seconds_per_audio_second(self) -> float:
+        """Measured (loadtest/scorer_cost.py): ~0.2 with the general model, ~0.035 with the
+        corpus model; a vocabulary's texts use the latter."""
+        return 0.04 if self.sentences else 0.25
 
     def _decoder(self, corpus: bool) -> Any:
         decoder = self._decoders.get(corpus)

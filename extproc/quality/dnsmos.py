@@ -47,7 +47,8 @@ class DnsmosScorer:
     """Scorer ``dnsmos``: figures ``mos`` (P.808), ``sig``, ``bak``, ``ovrl`` (P.835), 1..5."""
 
     name = "dnsmos"
-    cpu_seconds_per_audio_second = 0.35  # measured, see docs/audio-quality.md
+    # measured (loadtest/scorer_cost.py): 0.11-0.23, worst for clips of 4.5-9 s
+    cpu_seconds_per_audio_second = 0.25
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
