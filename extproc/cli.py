@@ -1,4 +1,5 @@
-"""``extproc``: serve the sidecar, check rules offline, explain one decision, run the stack."""
+"""``extproc``: serve the sidecar, check rules offline, explain one decision, run the stack,
+run the audio probes."""
 
 from __future__ import annotations
 
@@ -199,6 +200,7 @@ def _explain(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from extproc.diff.command import register as register_diff
     from extproc.healthcheck import register as register_health
+    from extproc.probes.command import register as register_probes
     from extproc.rollout.admin.cli import register as register_rollout
     from extproc.stack.command import register as register_stack
 
@@ -211,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_rollout(sub)
     register_health(sub)
     register_diff(sub)
+    register_probes(sub)
     return parser
 
 

@@ -7,7 +7,9 @@ access log) is taken as shipped; only addresses change, and one listener is adde
   reach the pod IP, not loopback;
 - the sidecar stays on 127.0.0.1:50051: it shares the pod's network namespace;
 - ``tts_v1`` / ``tts_v2`` go to the Services ``tts-v1`` / ``tts-v2`` (port 8080) by DNS
-  (STRICT_DNS; the short names resolve in the pod's own namespace);
+  (STRICT_DNS; the short names resolve in the pod's own namespace), and so do the audio
+  probes' ``tts_v1_probe`` / ``tts_v2_probe``; the probe listener stays on 127.0.0.1:10001,
+  reachable only from containers of the gateway pod (docs/audio-gate.md);
 - the admin interface stays on 127.0.0.1:9901: it can quit, drain and rewrite runtime, so it
   is never exposed. Instead the listener ``envoy_stats`` on 0.0.0.0:9902 answers only
   ``GET /stats/prometheus``, proxied to the admin, for Prometheus (the fleet's guards read
@@ -27,11 +29,17 @@ import sys
 import yaml
 
 from extproc.stack import envoy_config
-from extproc.stack.envoy_config import LISTENER, TTS_CLUSTERS, Config, EnvoyPorts
+from extproc.stack.envoy_config import (
+    LISTENER,
+    PROBE_CLUSTERS,
+    TTS_CLUSTERS,
+    Config,
+    EnvoyPorts,
+)
 from extproc.stack.otlp import OtlpTarget
 
 OUTPUT_PATH = "deploy/k8s/gateway/envoy.yaml"
-PORTS = EnvoyPorts(listener=10000, admin=9901, sidecar=50051, tts_v1=8080, tts_v2=8080)
+PORTS = EnvoyPorts(listener=10000, admin=9901, sidecar=50051, tts_v1=8080, tts_v2=8080, probe=10001)
 INGRESS_HOST = "0.0.0.0"
 #: cohort -> the Kubernetes Service of that model (placeholders in deploy/k8s/common/).
 TTS_SERVICES = {"v1": "tts-v1", "v2": "tts-v2"}
@@ -58,6 +66,7 @@ def render(shipped: Config | None = None) -> Config:
     config = _reported(source)
     for cohort, service in TTS_SERVICES.items():
         envoy_config.point_cluster(config, TTS_CLUSTERS[cohort], service, PORTS.tts(cohort))
+        envoy_config.point_cluster(config, PROBE_CLUSTERS[cohort], service, PORTS.tts(cohort))
     ingress = _listener(config, LISTENER)
     ingress["address"]["socket_address"]["address"] = INGRESS_HOST
     config["static_resources"]["listeners"].append(_stats_listener())

@@ -34,6 +34,7 @@ from extproc.rollout.clock import Clock, ScaledClock, SystemClock, parse_start
 from extproc.rollout.controller import DEFAULT_INTERVAL, Controller
 from extproc.rollout.guards.exposition import GuardCollector, guard_registry
 from extproc.rollout.guards.judge import Source, family
+from extproc.rollout.guards.quality import DEFAULT_QUALITY_URL, QualitySource
 from extproc.rollout.guards.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
 from extproc.rollout.notify.metrics import NotifyMetrics
 from extproc.rollout.notify.notifier import Notifier, notifier_for
@@ -49,6 +50,9 @@ ENVOY_ADMIN = Setting(
 PROMETHEUS = Setting(
     "EXTPROC_PROMETHEUS_URL", "", "Prometheus base URL for promql guards ('' = none)"
 )
+QUALITY = Setting(
+    "EXTPROC_QUALITY_URL", DEFAULT_QUALITY_URL, "probe process URL (guards on audio quality)"
+)
 INTERVAL = Setting("EXTPROC_CHECK_INTERVAL", str(DEFAULT_INTERVAL), "seconds between guard checks")
 METRICS = Setting(
     "EXTPROC_CONTROLLER_METRICS",
@@ -56,7 +60,7 @@ METRICS = Setting(
     "host:port of the controller's /metrics: guard figures, notifications ('' = off)",
 )
 SETTINGS = (
-    POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, INTERVAL, METRICS, *fleet_control.SETTINGS
+    POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, QUALITY, INTERVAL, METRICS, *fleet_control.SETTINGS
 )  # fmt: skip
 log = logging.getLogger("extproc.rollout.controller")
 T = TypeVar("T")
@@ -96,6 +100,7 @@ def register(subparsers: Any, extension: Extension | None = None) -> None:
     p.add_argument("--rules", default="", help="rules file whose rollout name must match")
     p.add_argument("--envoy-admin", default=env(ENVOY_ADMIN), help=ENVOY_ADMIN.help)
     p.add_argument("--prometheus", default=env(PROMETHEUS), help=PROMETHEUS.help)
+    p.add_argument("--quality", default=env(QUALITY), help=QUALITY.help)
     p.add_argument("--interval", default=env(INTERVAL), help=INTERVAL.help)
     p.add_argument("--metrics", default=env(METRICS), help=METRICS.help)
     p.add_argument(
@@ -119,9 +124,10 @@ def register(subparsers: Any, extension: Extension | None = None) -> None:
 
 
 def build_sources(
-    policy: Policy, clock: Clock, envoy_admin: str, prometheus: str
+    policy: Policy, clock: Clock, envoy_admin: str, prometheus: str, quality: str = ""
 ) -> dict[str, Source]:
-    """The sources the policy's guards need; ValueError if promql guards lack a URL."""
+    """The sources the policy's guards need; ValueError if promql or quality guards lack a
+    URL."""
     families = {family(g) for g in policy.guards}
     sources: dict[str, Source] = {}
     if "envoy" in families:
@@ -132,6 +138,11 @@ def build_sources(
             raise ValueError(f"the policy has promql guards: --prometheus (or {PROMETHEUS.env})")
         queries = [g.query for g in policy.guards if family(g) == "promql"]
         sources["promql"] = PrometheusSource(prometheus, queries)
+    if "quality" in families:
+        if not quality:
+            raise ValueError(f"the policy has quality guards: --quality (or {QUALITY.env})")
+        horizon = max(g.window for g in policy.guards if family(g) == "quality")
+        sources["quality"] = QualitySource(quality, horizon)
     return sources
 
 
@@ -194,7 +205,7 @@ def build_controller(args: argparse.Namespace) -> Controller:
         "reading the clock", lambda: build_clock(args.clock_start, args.clock_speed, store)
     )
     interval = positive_float("--interval", args.interval)
-    sources = build_sources(policy, clock, args.envoy_admin, args.prometheus)
+    sources = build_sources(policy, clock, args.envoy_admin, args.prometheus, args.quality)
     leadership = fleet_control.leadership_for(store, args)
     identity = fleet_control.identity_of(leadership)
     notifier = notifier_for(policy.notify, identity)

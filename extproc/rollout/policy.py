@@ -29,6 +29,13 @@ sequential test (docs/comparison-guards.md): it fails only when v2 is worse than
 than ``margin`` (relative: 10% = 1.1 x v1's latency or error rate) at confidence
 ``1 - alpha``, holds while either cohort has fewer than ``min_samples`` (default 100), and
 passes otherwise. It takes no signal, cohort, threshold, window or query.
+
+Quality signals (read from the probe process, docs/audio-gate.md): ``mos`` (cohort v2 or v1:
+breach *below* the threshold; cohort v2-v1: the drop v1 - v2, breach above), ``asr_wer``,
+``silence_ratio``, ``clipping_ratio``, ``invalid_audio_rate`` (v2 or v1: the figure; v2-v1:
+the mean paired difference v2 - v1 over the same texts) and ``truncation`` (v2-v1 only: how
+much shorter v2 speaks the same text, ``1 - duration_v2 / duration_v1``). Ratios take a
+percentage (``30%``), ``mos`` and ``asr_wer`` a plain number.
 """
 
 from __future__ import annotations
@@ -51,7 +58,17 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _WINDOW = re.compile(r"(\d\d):(\d\d)-(\d\d):(\d\d)")
-SIGNALS = ("latency_p95", "latency_p99", "error_rate", "promql")
+QUALITY_SIGNALS = (
+    "mos",
+    "asr_wer",
+    "silence_ratio",
+    "clipping_ratio",
+    "invalid_audio_rate",
+    "truncation",
+)
+RATIO_SIGNALS = ("silence_ratio", "clipping_ratio", "invalid_audio_rate", "truncation")
+PAIRED_ONLY = ("truncation",)
+SIGNALS = ("latency_p95", "latency_p99", "error_rate", "promql", *QUALITY_SIGNALS)
 COHORTS = ("v2", "v1", "v2-v1")
 COMPARE = "compare"  # the signal of a compare guard
 COMPARE_METRICS = ("latency", "error_rate")
@@ -80,6 +97,11 @@ class Guard:
     min_samples: int
     query: str = ""
     compare: Comparison | None = None  # set for signal COMPARE (then cohort is "v2-v1")
+
+    @property
+    def lower_is_worse(self) -> bool:
+        """True for a score judged on one cohort (``mos`` of v2): it breaches *below*."""
+        return self.signal == "mos" and self.cohort != "v2-v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +258,12 @@ def _guards(r: Reader, node: Node | None) -> tuple[Guard, ...]:
                 f"{path}.cohort",
                 f"{cohort!r} is not a cohort; allowed: {', '.join(COHORTS)}",
             )
+        if signal in PAIRED_ONLY and cohort != "v2-v1":
+            r.fail(
+                m.get("cohort", item),
+                f"{path}.cohort",
+                f"signal {signal} compares v2 with v1 on the same texts: cohort must be v2-v1",
+            )
         query = r.string(m["query"], f"{path}.query") if "query" in m else ""
         if (signal == "promql") != bool(query):
             r.fail(item, path, "a 'query' is required for signal promql and only for it")
@@ -261,6 +289,10 @@ def _threshold(r: Reader, node: Node, path: str, signal: str) -> float:
     if signal.startswith("latency"):
         return duration(r, node, path)
     if signal == "error_rate":
+        return r.share(node, path) / BUCKETS
+    if signal in RATIO_SIGNALS:
+        if not isinstance(node, ScalarNode) or node.tag.endswith((":int", ":float")):
+            r.fail(node, path, f"signal {signal} is a ratio: write it as a percentage like '30%'")
         return r.share(node, path) / BUCKETS
     if not isinstance(node, ScalarNode) or not node.tag.endswith((":int", ":float")):
         r.fail(node, path, "expected a number")

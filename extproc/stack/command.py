@@ -6,6 +6,10 @@ in reverse order and exits 0. If a process dies on its own, the stack stops and 
 With ``--demo`` it sends demo traffic once ready, prints the table and exits (``--keep``:
 keeps running afterwards). Logs and the rendered Envoy config go to ``--run-dir``.
 
+The audio probe process (``extproc probes``) runs too, unless ``--no-probes``: it sends the
+probe corpus to v1 and v2 through Envoy's loopback probe listener and feeds the policy's quality
+guards (docs/audio-gate.md).
+
 Observability, both off by default: ``--otlp-endpoint HOST:PORT`` makes Envoy and the sidecar
 export traces over OTLP/gRPC there (``--trace-sampling`` percent of requests, default 100);
 ``--prometheus`` also runs a real Prometheus (Debian package ``prometheus``) on
@@ -27,6 +31,7 @@ from typing import Any
 from extproc.stack.controller import LocalController
 from extproc.stack.demo import print_report, run_demo
 from extproc.stack.otlp import OtlpTarget
+from extproc.stack.probes import LocalProbes
 from extproc.stack.processes import NotReadyError
 from extproc.stack.prometheus import DEFAULT_PORT as DEFAULT_PROMETHEUS_PORT
 from extproc.stack.prometheus import find_prometheus
@@ -90,6 +95,11 @@ def register(subparsers: Any) -> None:
         help="ramp policy of the local rollout controller (default: %(default)s)",
     )
     parser.add_argument(
+        "--no-probes",
+        action="store_true",
+        help="run without the audio probe process (the policy's quality guards then hold)",
+    )
+    parser.add_argument(
         "--no-controller",
         action="store_true",
         help="run without the rollout controller (the sidecar serves the rules file's share)",
@@ -115,9 +125,13 @@ def stack_from_args(args: argparse.Namespace) -> Stack:
     )
 
 
-def _print_banner(stack: Stack, controller: LocalController | None) -> None:
+def _print_banner(
+    stack: Stack, controller: LocalController | None, probes: LocalProbes | None
+) -> None:
     ports = stack.ports
     optional = ""
+    if probes is not None:
+        optional += f"\n  audio probes     {probes.url}/pairs   metrics {probes.url}/metrics"
     if controller is not None:
         optional += (
             f"\n  rollout          admin {controller.admin}, state {controller.state}, "
@@ -144,10 +158,10 @@ Ctrl-C stops everything.""",
     )
 
 
-def _watch(stack: Stack, controller: LocalController | None) -> int:
+def _watch(stack: Stack, helpers: list[LocalController | LocalProbes | None]) -> int:
     """Block until a process dies (-> 1); Ctrl-C / SIGTERM end it with KeyboardInterrupt."""
     idle = threading.Event()  # never set: a wait that signals can interrupt
-    watched = stack.processes() + ([controller.process] if controller is not None else [])
+    watched = stack.processes() + [h.process for h in helpers if h is not None]
     while not idle.wait(WATCH_SECONDS):
         dead = [process for process in watched if not process.alive()]
         for process in dead:
@@ -178,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with contextlib.ExitStack() as running:
             running.enter_context(stack)
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            probes = None
+            if not args.no_probes:
+                probes = running.enter_context(LocalProbes(stack.probe_url, args.run_dir, env))
             controller = None
             if not args.no_controller:
                 controller = running.enter_context(
@@ -186,17 +204,18 @@ def run(args: argparse.Namespace) -> int:
                         args.run_dir / STATE_FILE,
                         stack.admin_url,
                         args.run_dir,
-                        dict(os.environ, PYTHONUNBUFFERED="1"),
+                        env,
+                        quality=probes.url if probes is not None else "",
                     )
                 )
-            _print_banner(stack, controller)
+            _print_banner(stack, controller, probes)
             if args.demo:
                 result = run_demo(stack, args.demo_users, args.demo_requests)
                 print_report(result, args.demo_users, sys.stdout)
                 if not args.keep:
                     clean = result.users_on_several_upstreams == 0 and not result.errors
                     return 0 if clean else 1
-            return _watch(stack, controller)
+            return _watch(stack, [controller, probes])
     except NotReadyError as exc:
         print(f"extproc stack: {exc}", file=sys.stderr)
         return 1

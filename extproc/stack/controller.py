@@ -22,11 +22,20 @@ class LocalController(Service):
     """``extproc rollout controller`` as a child process; a context manager."""
 
     def __init__(
-        self, policy: Path, state: Path, envoy_admin: str, run_dir: Path, env: dict[str, str]
+        self,
+        policy: Path,
+        state: Path,
+        envoy_admin: str,
+        run_dir: Path,
+        env: dict[str, str],
+        quality: str = "",
     ) -> None:
+        """``quality``: the probe process's URL for the policy's quality guards ('' = the
+        controller's default, where nothing answers without probes: those guards hold)."""
         self.policy, self.state = policy, state
         argv = [sys.executable, "-m", "extproc", "rollout", "controller"]
         argv += ["--policy", str(policy), "--state", str(state), "--envoy-admin", envoy_admin]
+        argv += ["--quality", quality] if quality else []
         argv += [
             "--admin",
             f"{ADMIN_HOST}:{ADMIN_PORT}",

@@ -2,7 +2,9 @@
 
 There is one Envoy config; the stack and the tests run it as shipped except for its ports,
 which are rewritten structurally: the admin address, the listener named ``tts_ingress`` and
-the endpoints of the clusters ``extproc_sidecar``, ``tts_v1`` and ``tts_v2``. A config that
+the endpoints of the clusters ``extproc_sidecar``, ``tts_v1`` and ``tts_v2`` (and of the audio
+probes' ``tts_v1_probe`` / ``tts_v2_probe`` with them). The probe listener ``tts_probe`` gets
+``EnvoyPorts.probe``; with None (the default) it and its clusters are removed. A config that
 lacks one of these names raises :class:`EnvoyConfigError` rather than silently keeping a port.
 
 Host names: :func:`point_cluster` sends a cluster to another host (an IP stays STATIC, a
@@ -32,6 +34,8 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "envoy" / "envoy.yam
 LISTENER = "tts_ingress"
 SIDECAR_CLUSTER = "extproc_sidecar"
 TTS_CLUSTERS = {"v1": "tts_v1", "v2": "tts_v2"}
+PROBE_LISTENER = "tts_probe"
+PROBE_CLUSTERS = {"v1": "tts_v1_probe", "v2": "tts_v2_probe"}
 OTEL_CLUSTER = "otel_collector"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 
@@ -51,6 +55,7 @@ class EnvoyPorts:
     sidecar: int
     tts_v1: int
     tts_v2: int
+    probe: int | None = None  # the audio probe listener; None: removed from the config
 
     def tts(self, version: str) -> int:
         """Port of the stand-in for ``version`` ("v1" or "v2")."""
@@ -85,17 +90,30 @@ def _socket_addresses(cluster: Config) -> list[Config]:
 
 
 def _port_slots(config: Config) -> dict[str, list[Config]]:
-    """For each EnvoyPorts field, the socket_address mappings that carry that port."""
+    """For each EnvoyPorts field, the socket_address mappings that carry that port (the probe
+    listener and its clusters only if the config has them)."""
     resources = config.get("static_resources", {})
     clusters = resources.get("clusters", [])
-    listener = _named(resources.get("listeners", []), LISTENER, "listener")
-    return {
+    listeners = resources.get("listeners", [])
+    listener = _named(listeners, LISTENER, "listener")
+    slots = {
         "listener": [listener["address"]["socket_address"]],
         "admin": [config["admin"]["address"]["socket_address"]],
         "sidecar": _socket_addresses(_named(clusters, SIDECAR_CLUSTER, "cluster")),
-        "tts_v1": _socket_addresses(_named(clusters, TTS_CLUSTERS["v1"], "cluster")),
-        "tts_v2": _socket_addresses(_named(clusters, TTS_CLUSTERS["v2"], "cluster")),
     }
+    names = {c.get("name") for c in clusters}
+    for cohort in ("v1", "v2"):
+        slots[f"tts_{cohort}"] = _socket_addresses(
+            _named(clusters, TTS_CLUSTERS[cohort], "cluster")
+        )
+        if PROBE_CLUSTERS[cohort] in names:
+            probe_cluster = _named(clusters, PROBE_CLUSTERS[cohort], "cluster")
+            slots[f"tts_{cohort}"] += _socket_addresses(probe_cluster)
+    if any(item.get("name") == PROBE_LISTENER for item in listeners):
+        slots["probe"] = [
+            _named(listeners, PROBE_LISTENER, "listener")["address"]["socket_address"]
+        ]
+    return slots
 
 
 def ports_of(config: Config) -> EnvoyPorts:
@@ -124,10 +142,23 @@ def render_config(
 
 
 def set_ports(config: Config, ports: EnvoyPorts) -> None:
-    """Replace every port the config refers to with those in ``ports`` (in place)."""
+    """Replace every port the config refers to with those in ``ports`` (in place); without a
+    probe port, the probe listener and its clusters are removed."""
+    if ports.probe is None:
+        remove_probes(config)
     for field, addresses in _port_slots(config).items():
         for address in addresses:
             address["port_value"] = getattr(ports, field)
+
+
+def remove_probes(config: Config) -> None:
+    """Drop the audio probe listener and its clusters (in place; a no-op without them)."""
+    resources = config.get("static_resources", {})
+    listeners = resources.get("listeners", [])
+    resources["listeners"] = [item for item in listeners if item.get("name") != PROBE_LISTENER]
+    probe_clusters = set(PROBE_CLUSTERS.values())
+    clusters = resources.get("clusters", [])
+    resources["clusters"] = [c for c in clusters if c.get("name") not in probe_clusters]
 
 
 def connection_manager(config: Config) -> Config:

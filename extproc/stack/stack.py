@@ -132,9 +132,12 @@ class Stack:
         self._exit_stack = contextlib.ExitStack()
 
     @classmethod
-    def with_free_ports(cls, **kwargs: Any) -> Self:
-        """A stack on fresh free ports (for tests running beside other stacks)."""
-        ports = EnvoyPorts(*(free_port() for _ in range(5)))
+    def with_free_ports(cls, *, probe_listener: bool = False, **kwargs: Any) -> Self:
+        """A stack on fresh free ports (for tests running beside other stacks); with
+        ``probe_listener``, Envoy also serves the audio probes' listener (else it is removed)."""
+        listener, admin, sidecar, tts_v1, tts_v2 = (free_port() for _ in range(5))
+        probe = free_port() if probe_listener else None
+        ports = EnvoyPorts(listener, admin, sidecar, tts_v1, tts_v2, probe)
         return cls(ports=ports, metrics_port=free_port(), **kwargs)
 
     def _process(
@@ -212,6 +215,13 @@ class Stack:
     @property
     def listener_url(self) -> str:
         return f"http://{HOST}:{self.ports.listener}"
+
+    @property
+    def probe_url(self) -> str:
+        """Envoy's audio probe listener (``/v1/...`` -> tts_v1, ``/v2/...`` -> tts_v2)."""
+        if self.ports.probe is None:
+            raise ValueError("this stack's Envoy has no probe listener")
+        return f"http://{HOST}:{self.ports.probe}"
 
     @property
     def admin_url(self) -> str:

@@ -1,17 +1,22 @@
-"""A stand-in TTS model server: real HTTP, real WAV, a version header and injectable faults.
+"""A stand-in TTS model server: real HTTP, real speech (espeak-ng), a version header, faults.
 
 The real models cannot run here; this server answers like one would:
 
 - ``POST /tts`` with JSON ``{"text": "..."}`` or a plain-text body -> 200, ``audio/wav`` (16-bit
-  mono PCM, a tone whose duration grows with the text, capped), header
-  ``x-tts-model-version: <version>``. Empty text -> 400, body over 64 KiB -> 413, and with
-  probability ``error_rate`` an injected 503. Every answer waits ``latency_ms`` first.
+  mono PCM) and header ``x-tts-model-version: <version>``. The audio is the text spoken by
+  espeak-ng (22.05 kHz) with the version's own voice (``speech.VOICES``: v1 and v2 both healthy,
+  audibly different), cached per (voice, text); ``--voice tone`` answers a tone whose duration
+  grows with the text instead (8 kHz, no espeak-ng needed, for load tests; also through the
+  environment: ``EXTPROC_STANDIN_VOICE=tone``). Empty text -> 400,
+  body over 64 KiB -> 413, and with probability ``error_rate`` an injected 503. Every answer
+  waits ``latency_ms`` first, and a /tts answer ``latency_per_char_ms`` per character more.
   ``x-tts-seen-cohort`` echoes the ``x-tts-cohort`` header as it reached the server ("-" if
   absent), so tests can see what Envoy forwarded.
 - ``GET /healthz`` -> 200 ``ok``.
-- ``GET /admin/fault`` -> the current faults as JSON; ``POST /admin/fault`` with JSON
-  ``{"latency_ms": float >= 0, "error_rate": 0..1}`` (either key optional) changes them at run
-  time and answers the new state; invalid input -> 400 and nothing changes.
+- ``GET /admin/fault`` -> the current faults as JSON; ``POST /admin/fault`` with a JSON object
+  of fault keys (see ``standin_faults``: latency_ms, latency_per_char_ms, error_rate, silence,
+  clipping, noise, truncate_ms, wrong_sample_rate, empty, invalid_wav, and ``reset``) changes
+  them at run time and answers the new state; invalid input -> 400 and nothing changes.
 
 HTTP/1.1 keep-alive with Content-Length on every answer; TCP_NODELAY on every connection
 (``http.server`` writes headers and body as two segments; with Nagle on, each response behind
@@ -24,22 +29,37 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import json
 import math
+import os
 import random
 import signal
 import sys
 import threading
 import time
-import wave
-from array import array
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
-SAMPLE_RATE = 8_000
+import numpy as np
+
+from extproc.stack.speech import (
+    DEFAULT_VOICE,
+    ESPEAK_RATE,
+    VOICES,
+    Pcm,
+    SpeechCache,
+    SpeechUnavailable,
+    espeak_available,
+)
+from extproc.stack.standin_faults import Faults
+
+__all__ = ["Faults", "TtsHandler", "TtsStandinServer", "main"]
+
+TONE = "tone"
+VOICE_ENV = "EXTPROC_STANDIN_VOICE"  # e.g. "tone" for every stand-in a stack starts
+SAMPLE_RATE = 8_000  # of the tone
 SECONDS_PER_CHAR = 0.02
 MIN_SECONDS = 0.1
 MAX_SECONDS = 2.0
@@ -47,53 +67,22 @@ MAX_BODY_BYTES = 64 * 1024
 TONE_HZ = {"v1": 220.0, "v2": 330.0}
 
 
-@dataclass
-class Faults:
-    """Injected faults; replaced as a whole under the server's lock."""
-
-    latency_ms: float = 0.0
-    error_rate: float = 0.0
-
-    @classmethod
-    def parse(cls, raw: Any, current: Faults) -> Faults:
-        """Merge a JSON object into ``current``; ValueError names the offending field."""
-        if not isinstance(raw, dict):
-            raise ValueError("expected a JSON object")
-        unknown = set(raw) - {"latency_ms", "error_rate"}
-        if unknown:
-            raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
-        latency = raw.get("latency_ms", current.latency_ms)
-        rate = raw.get("error_rate", current.error_rate)
-        if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
-            raise ValueError("latency_ms: expected a number >= 0")
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-            raise ValueError("error_rate: expected a number in [0, 1]")
-        return cls(latency_ms=float(latency), error_rate=float(rate))
-
-
 def wav_seconds(text: str) -> float:
-    """Duration of the synthetic speech for ``text``: proportional, within [0.1 s, 2 s]."""
+    """Duration of the tone for ``text``: proportional, within [0.1 s, 2 s]."""
     return min(MAX_SECONDS, max(MIN_SECONDS, len(text) * SECONDS_PER_CHAR))
 
 
 @functools.lru_cache(maxsize=256)
-def synthesize(seconds: float, tone_hz: float) -> bytes:
-    """A valid mono 16-bit WAV: a tone with a fade in and out, never silent, never clipped."""
+def tone(seconds: float, tone_hz: float) -> Pcm:
+    """A tone with a fade in and out at SAMPLE_RATE: never silent, never clipped."""
     frames = int(seconds * SAMPLE_RATE)
+    n = np.arange(frames, dtype=np.float64)
     fade = max(1, frames // 10)
-    samples = array("h")
-    for n in range(frames):
-        envelope = min(1.0, n / fade, (frames - n) / fade)
-        samples.append(int(12_000 * envelope * math.sin(2 * math.pi * tone_hz * n / SAMPLE_RATE)))
-    if sys.byteorder == "big":
-        samples.byteswap()
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes(samples.tobytes())
-    return out.getvalue()
+    envelope = np.minimum(1.0, np.minimum(n / fade, (frames - n) / fade))
+    samples = 12_000 * envelope * np.sin(2 * math.pi * tone_hz * n / SAMPLE_RATE)
+    pcm = samples.astype(np.int16)
+    pcm.setflags(write=False)
+    return pcm
 
 
 def text_of(body: bytes, content_type: str) -> str:
@@ -115,19 +104,33 @@ class TtsStandinServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: while espeak-ng synthesizes a new text, a
+    # burst of Envoy connections overflowed it and Envoy answered 503 (UF).
+    request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], version: str, faults: Faults) -> None:
+    def __init__(
+        self, address: tuple[str, int], version: str, faults: Faults, voice: str | None = None
+    ) -> None:
         super().__init__(address, TtsHandler)
         self.version = version
         self.tone_hz = TONE_HZ.get(version, 440.0)
+        self.voice = voice or version  # "tone", or a key of speech.VOICES
+        self.speech = SpeechCache()
         self.faults = faults
         self.lock = threading.Lock()
         self.rng = random.Random()
         self.log_requests = False
+        self.log_faults = True
 
     def roll_error(self) -> bool:
         with self.lock:
             return self.rng.random() < self.faults.error_rate
+
+    def clean_audio(self, text: str) -> tuple[Pcm, int]:
+        """The healthy model's samples for ``text`` and their sample rate."""
+        if self.voice == TONE:
+            return tone(wav_seconds(text), self.tone_hz), SAMPLE_RATE
+        return self.speech.speech(VOICES.get(self.voice, DEFAULT_VOICE), text), ESPEAK_RATE
 
 
 class TtsHandler(BaseHTTPRequestHandler):
@@ -171,7 +174,14 @@ class TtsHandler(BaseHTTPRequestHandler):
         if not text.strip():
             self._reply_json(400, {"error": "empty text"})
             return
-        audio = synthesize(wav_seconds(text), self.server.tone_hz)
+        try:
+            pcm, rate = self.server.clean_audio(text)
+        except SpeechUnavailable as exc:
+            self._reply_json(500, {"error": str(exc)})
+            return
+        if faults.latency_per_char_ms > 0:
+            time.sleep(faults.latency_per_char_ms * len(text) / 1000)  # long sentences: slower
+        audio = faults.audio_body(pcm, rate, np.random.default_rng())
         self._reply(200, audio, "audio/wav")
 
     def _set_faults(self, body: bytes) -> None:
@@ -183,7 +193,8 @@ class TtsHandler(BaseHTTPRequestHandler):
                 self._reply_json(400, {"error": str(exc)})
                 return
             state = asdict(self.server.faults)
-        print(f"tts-standin {self.server.version}: faults now {state}", file=sys.stderr)
+        if self.server.log_faults:
+            print(f"tts-standin {self.server.version}: faults now {state}", file=sys.stderr)
         self._reply_json(200, state)
 
     def _read_body(self) -> bytes | None:
@@ -230,8 +241,15 @@ class TtsHandler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Stand-in TTS model server (synthetic WAV).")
+    parser = argparse.ArgumentParser(description="Stand-in TTS model server (espeak-ng speech).")
     parser.add_argument("--version", required=True, help="model version to report, e.g. v1, v2")
+    parser.add_argument(
+        "--voice",
+        default=os.environ.get(VOICE_ENV) or None,
+        choices=[*VOICES, TONE],
+        help=f"speech voice (default ${VOICE_ENV}, else the one named like --version) or "
+        "'tone' (a synthetic tone, no espeak-ng: small bodies for load tests)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default %(default)s)")
     parser.add_argument("--port", type=int, default=18081, help="port (default %(default)s)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
@@ -244,7 +262,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    server = TtsStandinServer((args.host, args.port), args.version, faults)
+    if args.voice != TONE and not espeak_available():
+        parser.error("espeak-ng is not installed (scripts/system-packages), or use --voice tone")
+    server = TtsStandinServer((args.host, args.port), args.version, faults, voice=args.voice)
     server.log_requests = args.log_requests
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

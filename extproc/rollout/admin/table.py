@@ -10,6 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+PERCENT_SIGNALS = (
+    "error_rate",
+    "silence_ratio",
+    "clipping_ratio",
+    "invalid_audio_rate",
+    "truncation",
+)
 FROZEN = "yes: inside a freeze window the ramp waits (rollback is never frozen)"
 
 
@@ -196,12 +203,13 @@ def _transition_row(entry: dict[str, Any]) -> list[str]:
 
 
 def _measure(signal: str, value: float) -> str:
-    """A guard figure in its unit: milliseconds for latency, percent for error rates."""
+    """A guard figure in its unit: milliseconds for latency, percent for error rates and the
+    audio ratios, a plain number for MOS, WER and PromQL."""
     if signal.startswith("latency"):
         return f"{value * 1000:.0f}ms"
-    if signal == "error_rate":
+    if signal in PERCENT_SIGNALS:
         return f"{value * 100:.2f}%"
-    return f"{value:g}"
+    return f"{value:.4g}"
 
 
 def _time(iso: str | None) -> str:

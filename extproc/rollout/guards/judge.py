@@ -1,6 +1,7 @@
 """Judging guards, pure: a source's reading against a guard's threshold and sample floor.
 
-A guard breaches when its value is above the threshold. With no value, or fewer samples
+A guard breaches when its value is above the threshold (below it for a score judged on one
+cohort, ``mos`` of v2: see ``Guard.lower_is_worse``). With no value, or fewer samples
 than ``min_samples``, it holds: it never passes and never fails on too little evidence, so
 the ramp neither advances nor rolls back. Overall: any fail -> fail, else any hold -> hold,
 else pass (no guards at all passes: the ramp then follows the schedule alone).
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from extproc.rollout.policy import COMPARE, Guard
+from extproc.rollout.policy import COMPARE, QUALITY_SIGNALS, Guard
 from extproc.rollout.state import Verdict
 
 
@@ -93,7 +94,7 @@ def judge(guard: Guard, reading: Reading) -> Figure:
     """The guard's verdict on ``reading`` (see the module docstring)."""
     if reading.value is None or reading.samples < guard.min_samples:
         verdict = Verdict.HOLD
-    elif reading.value > guard.threshold:
+    elif _breached(guard, reading.value):
         verdict = Verdict.FAIL
     else:
         verdict = Verdict.PASS
@@ -112,6 +113,10 @@ def judge(guard: Guard, reading: Reading) -> Figure:
         verdict=verdict,
         detail=detail,
     )
+
+
+def _breached(guard: Guard, value: float) -> bool:
+    return value < guard.threshold if guard.lower_is_worse else value > guard.threshold
 
 
 def overall(figures: Iterable[Figure]) -> Verdict:
@@ -144,7 +149,7 @@ def evaluate(
     compare: Compare | None = None,
 ) -> Evaluation:
     """Judge every guard with its source's current reading (``source_of`` maps a signal
-    family, ``envoy`` or ``promql``, to a source); compare guards are judged by
+    family, ``envoy``, ``promql`` or ``quality``, to a source); compare guards are judged by
     ``compare`` (guards/comparison.py), and hold without it."""
     figures = tuple(
         (compare(g) if compare else _no_compare(g))
@@ -171,5 +176,8 @@ def _no_compare(guard: Guard) -> Figure:
 
 
 def family(guard: Guard) -> str:
-    """Which source serves ``guard``: ``promql`` for PromQL, ``envoy`` for the built-ins."""
-    return "promql" if guard.signal == "promql" else "envoy"
+    """Which source serves ``guard``: ``promql`` for PromQL, ``quality`` for the audio
+    signals (the probe process), ``envoy`` for latency and errors."""
+    if guard.signal == "promql":
+        return "promql"
+    return "quality" if guard.signal in QUALITY_SIGNALS else "envoy"

@@ -12,12 +12,19 @@ import pytest
 
 from extproc.stack.controller import ADMIN_PORT, METRICS_PORT
 from extproc.stack.envoy_config import default_ports
+from extproc.stack.probes import PROBES_PORT
 from extproc.stack.processes import port_accepts, wait_until
 from extproc.stack.stack import DEFAULT_METRICS_PORT, REPO_ROOT
 
 pytestmark = pytest.mark.envoy
 
-PORTS = [*vars(default_ports()).values(), DEFAULT_METRICS_PORT, ADMIN_PORT, METRICS_PORT]
+PORTS = [
+    *vars(default_ports()).values(),
+    DEFAULT_METRICS_PORT,
+    ADMIN_PORT,
+    METRICS_PORT,
+    PROBES_PORT,
+]
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +58,7 @@ def test_sigterm_stops_everything_and_exits_0(tmp_path: Path) -> None:
     try:
         wait_until(lambda: "Ctrl-C stops everything" in out.read_text(), "the banner", 60)
         assert "curl -s -D- -o /tmp/out.wav" in out.read_text()
+        assert f"audio probes     http://127.0.0.1:{PROBES_PORT}/pairs" in out.read_text()
         # The local rollout controller is part of the stack: the switch works against it.
         rollout = [sys.executable, "-m", "extproc", "rollout"]
         status = subprocess.run([*rollout, "status", "--json"], capture_output=True, text=True)
@@ -60,6 +68,10 @@ def test_sigterm_stops_everything_and_exits_0(tmp_path: Path) -> None:
         assert started.returncode == 0, started.stderr
         assert "ramping at stage 1, share 10%" in started.stdout
         assert (tmp_path / "rollout-state.json").is_file()
+        # The example policy's audio guards are judged from the stack's probe process.
+        table = subprocess.run([*rollout, "status"], capture_output=True, text=True)
+        assert table.returncode == 0, table.stderr
+        assert "mos-drop" in table.stdout and "invalid-audio" in table.stdout
         command.send_signal(signal.SIGTERM)
         assert command.wait(timeout=30) == 0
     finally:

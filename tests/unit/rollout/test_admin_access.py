@@ -133,3 +133,46 @@ def test_status_before_any_check_or_transition() -> None:
         "last transitions (oldest first)",
         "  none yet",
     ]
+
+
+def test_status_shows_audio_guards_in_their_units() -> None:
+    def figure(name: str, signal: str, cohort: str, value: float, threshold: float) -> dict:
+        return {
+            "name": name,
+            "signal": signal,
+            "cohort": cohort,
+            "value": value,
+            "threshold": threshold,
+            "samples": 6,
+            "min_samples": 4,
+            "verdict": "pass",
+            "detail": "",
+        }
+
+    status = {
+        "rollout": "r",
+        "revision": 3,
+        "phase": "ramping",
+        "stage": 1,
+        "share": "10%",
+        "resume_share": "0%",
+        "next_share": None,
+        "next_step_in_seconds": None,
+        "next_step_at": None,
+        "frozen": False,
+        "updated_at": "2026-11-25T12:00:00Z",
+        "actor": "ops",
+        "reason": "start",
+        "verdict": "pass",
+        "checked_at": "2026-11-25T12:01:00Z",
+        "guards": [
+            figure("mos-drop", "mos", "v2-v1", 0.2074, 0.5),
+            figure("silence", "silence_ratio", "v2-v1", -0.004, 0.3),
+            figure("invalid-audio", "invalid_audio_rate", "v2", 0.0, 0.1),
+        ],
+        "transitions": [],
+    }
+    rows = render_status(status).splitlines()
+    assert "  mos-drop       mos                 v2-v1   0.2074  0.5        6 (min 4)  pass" in rows
+    assert any(r.startswith("  silence ") and "-0.40%  30.00%" in r for r in rows)
+    assert any(r.startswith("  invalid-audio ") and "0.00%   10.00%" in r for r in rows)

@@ -11,6 +11,7 @@ import pytest
 
 from extproc.rollout import controller_command as command
 from extproc.rollout.clock import ScaledClock, SystemClock
+from extproc.rollout.guards.quality import QualitySource
 from extproc.rollout.guards.signals import EnvoyStatsSource, PrometheusSource
 from extproc.rollout.state import RolloutState
 from extproc.rollout.stores.state_store import FileStateStore
@@ -90,6 +91,27 @@ def test_promql_guards_need_a_prometheus(files: tuple[Path, Path]) -> None:
     policy.write_text(POLICY + PROMQL_GUARD)
     with pytest.raises(ValueError, match="promql guards: --prometheus"):
         command.build_controller(parse("--policy", str(policy), "--state", str(state)))
+
+
+QUALITY_GUARD = """    - {name: mos-drop, signal: mos, cohort: v2-v1, threshold: 0.5, window: 2m}
+    - {name: silence, signal: silence_ratio, cohort: v2-v1, threshold: 30%, window: 90s}
+"""
+
+
+def test_quality_guards_read_the_probe_process(files: tuple[Path, Path]) -> None:
+    policy, state = files
+    policy.write_text(POLICY + QUALITY_GUARD)
+    default = command.build_controller(parse("--policy", str(policy), "--state", str(state)))
+    source = default.sources["quality"]
+    assert isinstance(source, QualitySource)
+    assert source.url == "http://127.0.0.1:9470/pairs?horizon=120"
+    args = parse("--policy", str(policy), "--state", str(state), "--quality", "http://p:1/")
+    chosen = command.build_controller(args).sources["quality"]
+    assert isinstance(chosen, QualitySource) and chosen.url == "http://p:1/pairs?horizon=120"
+    with pytest.raises(ValueError, match="quality guards: --quality"):
+        command.build_controller(
+            parse("--policy", str(policy), "--state", str(state), "--quality", "")
+        )
 
 
 def test_the_policy_must_be_for_the_rules_rollout(files: tuple[Path, Path]) -> None:
