@@ -18,7 +18,9 @@ from tests.support import promql
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.envoy
-CONTROLLER_METRICS = ("tts_canary_guard_", "tts_canary_compare_")
+# Panels fed by processes this stack does not start (the rollout controller, the audio probes);
+# their names are checked against live scrapes elsewhere (see below).
+OTHER_PROCESSES = ("tts_canary_guard_", "tts_canary_compare_", "tts_quality_")
 
 
 def test_stack_prometheus_scrapes_the_stack_and_answers_the_dashboard(
@@ -44,13 +46,14 @@ def test_stack_prometheus_scrapes_the_stack_and_answers_the_dashboard(
         return bool(result) and float(result[0]["value"][1]) == 200
 
     wait_until(decisions_scraped, "Prometheus to have 200 decisions", 30, prometheus.process)
-    # The rollout controller's panels (tts_canary_guard_*, tts_canary_compare_*) need a running
-    # controller, which this stack does not start; their names are checked against a live
-    # controller's /metrics in test_observability_metrics.py.
+    # The rollout controller's panels (tts_canary_guard_*, tts_canary_compare_*) and the audio
+    # probes' (tts_quality_*) need processes this stack does not start; their names are checked
+    # against a live controller's /metrics in test_observability_metrics.py and a live probe
+    # process's in tests/e2e/quality/test_quality_gate.py.
     queries = {
         name: promql.without_grafana_variables(expr)
         for name, expr in promql.dashboard_queries().items()
-        if not any(m.startswith(CONTROLLER_METRICS) for m in promql.metric_names(expr))
+        if not any(m.startswith(OTHER_PROCESSES) for m in promql.metric_names(expr))
     }
     empty: dict[str, str] = {}
 
