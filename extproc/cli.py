@@ -19,6 +19,7 @@ from extproc.core.errors import RulesError
 from extproc.core.loader import load_rules, parse_rules
 from extproc.core.model import percent
 from extproc.core.yaml_source import compose, read_bytes
+from extproc.h2_limits import limits_from_env
 from extproc.sidecar.workers.channel import WorkerChannel
 
 
@@ -34,6 +35,7 @@ def _settings_epilog() -> str:
         S.LOOP,
         S.DECISION_LOG,
         S.LOG_LEVEL,
+        *S.H2_LIMITS,
     ]
     lines = ["environment (flags win):"]
     lines += [f"  {s.env:<28} default {s.default!r:<18} {s.help}" for s in rows]
@@ -70,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
                 server=S.env(S.SERVER),
                 state=args.state,
                 workers=S.workers_count(args.workers),
+                h2_limits=limits_from_env(),
             )
         )
         worker = WorkerChannel.from_env()
