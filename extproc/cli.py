@@ -38,7 +38,7 @@ def _settings_epilog() -> str:
         *S.H2_LIMITS,
     ]
     lines = ["environment (flags win):"]
-    lines += [f"  {s.env:<28} default {s.default!r:<18} {s.help}" for s in rows]
+    lines += [f"  {s.env:<34} default {s.default!r:<18} {s.help}" for s in rows]
     return "\n".join(lines)
 
 

@@ -90,6 +90,9 @@ class Connection(FrameRules, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         writer: Any = transport
         self.transport = writer
+        if self.closing:  # refused by the server (too many connections)
+            writer.close()
+            return
         high = self.limits.write_high_water
         writer.set_write_buffer_limits(high=high, low=high // 4)
         # Table size 0: the peer's header blocks carry no HPACK state (see header_decoder).
@@ -112,6 +115,13 @@ class Connection(FrameRules, asyncio.Protocol):
         self._waiting.clear()
         self._buffer.clear()
         self.on_close(self)
+
+    def eof_received(self) -> bool:
+        """The peer will send nothing more: like grpc core, end the connection rather
+        than work through what it left queued (its answers could not matter)."""
+        self.closing = True
+        self._buffer.clear()
+        return False  # the transport closes itself
 
     def pause_writing(self) -> None:
         self._pause(_WRITE)

@@ -30,6 +30,7 @@ class FrameRules(Sender):
     _buffered: int
     _withheld: int
     _acked_settings: bool
+    _spent: int
     _ping: Bucket
     _settings_bucket: Bucket
     _resets: Bucket
@@ -234,6 +235,7 @@ class FrameRules(Sender):
 
     def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
         path, metadata, size = self._headers.decode(block)  # always: HPACK state advances
+        self._spent += self._headers.work
         stream = self.streams.get(stream_id)
         if stream is not None:
             if stream.remote_closed:

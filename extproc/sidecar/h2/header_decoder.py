@@ -29,11 +29,14 @@ Decoded = tuple[str, Metadata, int]  # (:path, metadata, bytes it holds)
 
 
 class HeaderDecoder:
-    __slots__ = ("_cache", "_decoder")
+    __slots__ = ("_cache", "_decoder", "work")
 
     def __init__(self, max_header_list: int) -> None:
         self._decoder = hpack.Decoder(max_header_list_size=max_header_list)
         self._cache: dict[bytes, Decoded] = {}
+        #: Work units the last ``decode`` cost (0 from the cache): the connection's
+        #: budget per loop pass counts them, so big decodes yield to other peers sooner.
+        self.work = 0
 
     def settings_acked(self) -> None:
         """The peer applied our SETTINGS: from now on the table size must be 0."""
@@ -45,6 +48,7 @@ class HeaderDecoder:
         if stateless:
             cached = self._cache.get(block)
             if cached is not None:
+                self.work = 0
                 return cached
         try:
             headers = self._decoder.decode(block, raw=True)
@@ -54,14 +58,16 @@ class HeaderDecoder:
             raise ConnectionError_(f.COMPRESSION_ERROR, f"bad header block: {exc}") from None
         path = ""
         metadata = []
-        size = 0
+        size = decoded = 0
         for name, value in headers:
+            decoded += len(name) + len(value)
             key, text = name.decode("latin-1"), value.decode("latin-1")
             if key == ":path":
                 path = text
             elif not key.startswith(":"):
                 metadata.append((key, text))
                 size += len(key) + len(text) + 32  # RFC 7541's accounting per field
+        self.work = 2 + decoded // 256
         result = (path, tuple(metadata), size)
         small = len(block) <= CACHED_BLOCK and size <= CACHED_DECODED
         if small and stateless and self._decoder.header_table_size == 0:

@@ -52,8 +52,7 @@ class H2Server:
         connection = Connection(self.routes, self.connections.discard, self.limits, self.warnings)
         if len(self.connections) >= self.limits.max_connections:
             self.warnings.warn(connection.loop.time(), "too many connections", "closed a new one")
-            connection.closing = True  # connection_made's SETTINGS, then closed at once
-            connection.loop.call_soon(connection.close)
+            connection.closing = True  # connection_made closes it at once
             return connection
         self.connections.add(connection)
         return connection
