@@ -55,7 +55,9 @@ def h2_model(
     def check(message: bytes, metadata: Metadata) -> bytes:
         return _check(health, message)
 
-    return _H2Model(H2Server({PROCESS_PATH: process, CHECK_PATH: check}, limits))
+    # Only the trace context is read from the metadata, and only with tracing on.
+    wanted = frozenset({"traceparent"}) if tracing else frozenset()
+    return _H2Model(H2Server({PROCESS_PATH: process, CHECK_PATH: check}, limits, wanted))
 
 
 class _H2Model:

@@ -38,7 +38,10 @@ METHOD_COST = 10  # work units of one request message handed to a method
 
 
 class Connection(FrameRules, asyncio.Protocol):
-    """Server side of one HTTP/2 connection; ``routes`` maps ``:path`` to a method."""
+    """Server side of one HTTP/2 connection; ``routes`` maps ``:path`` to a method.
+
+    ``metadata``: the metadata names methods read (None: all of them).
+    """
 
     def __init__(
         self,
@@ -46,6 +49,7 @@ class Connection(FrameRules, asyncio.Protocol):
         on_close: Callable[[Connection], None],
         limits: H2Limits,
         warnings: ThrottledLog,
+        metadata: frozenset[str] | None = None,
     ) -> None:
         self.routes = routes
         self.on_close = on_close
@@ -62,7 +66,7 @@ class Connection(FrameRules, asyncio.Protocol):
         self._buffer = bytearray()
         self._out: list[bytes] = []
         self._preface = False
-        self._headers = HeaderDecoder(limits.max_header_list)
+        self._headers = HeaderDecoder(limits.max_header_list, metadata, routes)
         self._continuation: tuple[int, int, bytearray, int] | None = None  # id, flags, block, n
         self._last_stream = 0
         self._peer_window = f.DEFAULT_WINDOW  # peer's initial stream window

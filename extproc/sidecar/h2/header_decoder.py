@@ -14,9 +14,12 @@ bytes decode equally: small blocks are cached (bounded in count and size).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import hpack
 
 from extproc.sidecar.h2 import frames as f
+from extproc.sidecar.h2.hpack_scan import scan, wire_forms, wire_names
 from extproc.sidecar.h2.stream import ConnectionError_, Metadata
 
 #: Cache: blocks up to CACHED_BLOCK bytes decoding to at most CACHED_DECODED, at most
@@ -29,10 +32,22 @@ Decoded = tuple[str, Metadata, int]  # (:path, metadata, bytes it holds)
 
 
 class HeaderDecoder:
-    __slots__ = ("_cache", "_decoder", "work")
+    """``metadata``: the names a method may need (None: all). With a set of names and an
+    empty table, blocks are scanned (hpack_scan) instead of decoded in full."""
 
-    def __init__(self, max_header_list: int) -> None:
+    __slots__ = ("_cache", "_decoder", "_max", "_names", "_paths", "_wanted", "work")
+
+    def __init__(
+        self,
+        max_header_list: int,
+        metadata: Iterable[str] | None = None,
+        paths: Iterable[str] = (),
+    ) -> None:
         self._decoder = hpack.Decoder(max_header_list_size=max_header_list)
+        self._max = max_header_list
+        self._names = None if metadata is None else frozenset(metadata)
+        self._wanted = None if metadata is None else wire_names(metadata)
+        self._paths = wire_forms(paths)  # routes: recognised on the wire, not decoded
         self._cache: dict[bytes, Decoded] = {}
         #: Work units the last ``decode`` cost (0 from the cache): the connection's
         #: budget per loop pass counts them, so big decodes yield to other peers sooner.
@@ -50,6 +65,12 @@ class HeaderDecoder:
             if cached is not None:
                 self.work = 0
                 return cached
+            if self._wanted is not None:
+                scanned = scan(block, self._wanted, self._max, self._paths)
+                if scanned is not None:
+                    path, kept, held, self.work = scanned
+                    self._remember(block, (path, kept, held), held)
+                    return path, kept, held
         try:
             headers = self._decoder.decode(block, raw=True)
         except hpack.OversizedHeaderListError:
@@ -59,20 +80,24 @@ class HeaderDecoder:
         path = ""
         metadata = []
         size = decoded = 0
+        names = self._names
         for name, value in headers:
             decoded += len(name) + len(value)
             key, text = name.decode("latin-1"), value.decode("latin-1")
             if key == ":path":
                 path = text
-            elif not key.startswith(":"):
+            elif not key.startswith(":") and (names is None or key in names):
                 metadata.append((key, text))
                 size += len(key) + len(text) + 32  # RFC 7541's accounting per field
         self.work = 2 + decoded // 256
         result = (path, tuple(metadata), size)
-        small = len(block) <= CACHED_BLOCK and size <= CACHED_DECODED
-        if small and stateless and self._decoder.header_table_size == 0:
+        if stateless and self._decoder.header_table_size == 0:
+            self._remember(block, result, decoded)
+        return result
+
+    def _remember(self, block: bytes, result: Decoded, decoded: int) -> None:
+        if len(block) <= CACHED_BLOCK and decoded <= CACHED_DECODED:
             cache = self._cache
             if len(cache) >= CACHE_ENTRIES:
                 cache.clear()  # cheap and bounded; a steady working set refills at once
             cache[block] = result
-        return result

@@ -17,9 +17,16 @@ log = logging.getLogger("extproc.h2")
 class H2Server:
     """Serves ``routes`` (``/package.Service/Method`` -> method) on one address."""
 
-    def __init__(self, routes: Mapping[str, Method], limits: H2Limits | None = None) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, Method],
+        limits: H2Limits | None = None,
+        metadata: frozenset[str] | None = None,
+    ) -> None:
         self.routes = dict(routes)
         self.limits = limits or H2Limits()
+        #: The gRPC metadata names the methods read (None: all); others are not decoded.
+        self.metadata = metadata
         self.connections: set[Connection] = set()
         self.warnings = ThrottledLog(log, self.limits.warn_every)
         self._server: asyncio.base_events.Server | None = None
@@ -49,7 +56,9 @@ class H2Server:
         return port
 
     def _connection(self) -> Connection:
-        connection = Connection(self.routes, self.connections.discard, self.limits, self.warnings)
+        connection = Connection(
+            self.routes, self.connections.discard, self.limits, self.warnings, self.metadata
+        )
         if len(self.connections) >= self.limits.max_connections:
             self.warnings.warn(connection.loop.time(), "too many connections", "closed a new one")
             connection.closing = True  # connection_made closes it at once
