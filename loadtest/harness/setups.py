@@ -8,6 +8,12 @@
   tracer stays off, so the difference to ``sidecar`` is the sidecar's tracing cost.
 - ``bare`` (only when asked for): the sidecar setup with metrics off (``--metrics ''``: no
   endpoint, no counting) and tracing off, the reference for "tracing and metrics on".
+- ``etraced`` / ``etraced1`` (only when asked for): the sidecar setup with Envoy's own
+  OpenTelemetry tracer on, as shipped, at 100 % / 1 % sampling, exporting to the same
+  :class:`OtlpSink`; the sidecar's spans off (its default). Envoy then sends a trace context
+  on every ext_proc stream, sampled or not.
+- ``full`` (only when asked for): end-to-end tracing, Envoy at 100 % and the sidecar's
+  decision spans on (the one trace per request the README describes).
 
 All three run without the ingress access log. The upstream is :class:`Upstream`, one instant
 Envoy shared by every setup of a run. :class:`SystemUnderTest` starts the processor (if any)
@@ -35,6 +41,7 @@ from typing import Self
 
 from extproc.stack import envoy_config
 from extproc.stack.envoy_config import EnvoyPorts
+from extproc.stack.otlp import OtlpTarget
 from extproc.stack.processes import (
     ManagedProcess,
     Service,
@@ -55,9 +62,15 @@ from extproc.stack.stack import (
 from loadtest.harness import envoy_configs
 from loadtest.harness.tools import pinned
 
-SETUPS = ("native", "naive", "sidecar", "traced", "bare")
+SETUPS = ("native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full")
 DEFAULT_SETUPS = ("native", "naive", "sidecar", "traced")
-PROCESSORS = {"naive", "sidecar", "traced", "bare"}
+PROCESSORS = {"naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full"}
+#: Setups with Envoy's tracer on, and its sampling percent.
+ENVOY_TRACED = {"etraced": 100.0, "etraced1": 1.0, "full": 100.0}
+#: Setups whose sidecar exports decision spans.
+SIDECAR_TRACED = {"traced", "full"}
+#: Setups that need the OTLP sink.
+NEEDS_SINK = ENVOY_TRACED.keys() | SIDECAR_TRACED
 READY_TIMEOUT = 30.0
 NAIVE_SHARE_PERCENT = "10"
 
@@ -193,7 +206,14 @@ class SystemUnderTest:
         self.ports = ports
         self.pinning = pinning
         run_dir.mkdir(parents=True, exist_ok=True)
-        shipped = envoy_configs.without_access_log(envoy_config.render_config(ports.envoy))
+        tracing = None
+        if setup in ENVOY_TRACED:
+            if not options.otlp_endpoint:
+                raise ValueError(f"the {setup} setup needs an OTLP endpoint (OtlpSink)")
+            sampling = ENVOY_TRACED[setup]
+            tracing = OtlpTarget.parse(options.otlp_endpoint, sampling_percent=sampling)
+        rendered = envoy_config.render_config(ports.envoy, tracing=tracing)
+        shipped = envoy_configs.without_access_log(rendered)
         config = envoy_configs.native_routing(shipped) if setup == "native" else shipped
         config_path = write_yaml(config, run_dir / f"envoy-{setup}.yaml")
         self.envoy = ManagedProcess(
@@ -205,9 +225,9 @@ class SystemUnderTest:
         if setup in PROCESSORS:
             argv = pinned(self._processor_argv(options), pinning.sut)
             env = processor_env(options.extra_env)
-            if setup == "traced":
+            if setup in SIDECAR_TRACED:
                 if not options.otlp_endpoint:
-                    raise ValueError("the traced setup needs an OTLP endpoint (OtlpSink)")
+                    raise ValueError(f"the {setup} setup needs an OTLP endpoint (OtlpSink)")
                 env.update(tracing_env(options.otlp_endpoint))
             log = run_dir / f"{setup}.log"
             self.processor = ManagedProcess(setup, argv, log, env=env, cwd=REPO_ROOT)
