@@ -19,7 +19,7 @@ from typing import Any
 Figures = Mapping[str, float]
 Round = Mapping[str, Any]
 #: Column / row order of the setups in the tables.
-SETUP_ORDER = ("native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full")
+SETUP_ORDER = ("native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds")
 
 
 def median(values: Iterable[float | None]) -> float:

@@ -14,6 +14,8 @@
   on every ext_proc stream, sampled or not.
 - ``full`` (only when asked for): end-to-end tracing, Envoy at 100 % and the sidecar's
   decision spans on (the one trace per request the README describes).
+- ``uds`` (only when asked for): the sidecar setup with Envoy and the sidecar speaking over
+  a Unix domain socket (``--listen unix:PATH``, an Envoy pipe address) instead of TCP.
 
 All three run without the ingress access log. The upstream is :class:`Upstream`, one instant
 Envoy shared by every setup of a run. :class:`SystemUnderTest` starts the processor (if any)
@@ -62,9 +64,9 @@ from extproc.stack.stack import (
 from loadtest.harness import envoy_configs
 from loadtest.harness.tools import pinned
 
-SETUPS = ("native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full")
+SETUPS = ("native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds")
 DEFAULT_SETUPS = ("native", "naive", "sidecar", "traced")
-PROCESSORS = {"naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full"}
+PROCESSORS = {"naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds"}
 #: Setups with Envoy's tracer on, and its sampling percent.
 ENVOY_TRACED = {"etraced": 100.0, "etraced1": 1.0, "full": 100.0}
 #: Setups whose sidecar exports decision spans.
@@ -215,6 +217,10 @@ class SystemUnderTest:
         rendered = envoy_config.render_config(ports.envoy, tracing=tracing)
         shipped = envoy_configs.without_access_log(rendered)
         config = envoy_configs.native_routing(shipped) if setup == "native" else shipped
+        #: The sidecar's Unix socket (the ``uds`` setup), else None: TCP on the sidecar port.
+        self.socket_path = str(run_dir / "sidecar.sock") if setup == "uds" else None
+        if self.socket_path is not None:
+            envoy_config.pipe_cluster(config, envoy_config.SIDECAR_CLUSTER, self.socket_path)
         config_path = write_yaml(config, run_dir / f"envoy-{setup}.yaml")
         self.envoy = ManagedProcess(
             f"envoy-{setup}",
@@ -233,8 +239,15 @@ class SystemUnderTest:
             self.processor = ManagedProcess(setup, argv, log, env=env, cwd=REPO_ROOT)
         self._stack = contextlib.ExitStack()
 
+    @property
+    def sidecar_target(self) -> str:
+        """The sidecar's address as gRPC dials it."""
+        if self.socket_path is not None:
+            return f"unix:{self.socket_path}"
+        return f"{HOST}:{self.ports.envoy.sidecar}"
+
     def _processor_argv(self, options: ProcessorOptions) -> list[str]:
-        listen = f"{HOST}:{self.ports.envoy.sidecar}"
+        listen = self.sidecar_target
         if self.setup == "naive":
             return [sys.executable, str(NAIVE_PROCESSOR), "--listen", listen, "--share",
                     NAIVE_SHARE_PERCENT]  # fmt: skip
@@ -250,7 +263,7 @@ class SystemUnderTest:
         try:
             if self.processor is not None:
                 self._stack.enter_context(self.processor)
-                target = f"{HOST}:{self.ports.envoy.sidecar}"
+                target = self.sidecar_target
                 wait_for_grpc_serving(target, EXT_PROC_SERVICE, READY_TIMEOUT, self.processor)
             self._stack.enter_context(self.envoy)
             wait_for_http(self.admin_url + "/ready", READY_TIMEOUT, self.envoy)
@@ -271,7 +284,7 @@ class SystemUnderTest:
     def _processor_healthy(self) -> bool:
         with urllib.request.urlopen(self.admin_url + "/clusters", timeout=2) as response:
             text = response.read().decode()
-        target = f"{HOST}:{self.ports.envoy.sidecar}"
+        target = self.socket_path or f"{HOST}:{self.ports.envoy.sidecar}"
         prefix = f"{envoy_config.SIDECAR_CLUSTER}::{target}::health_flags::"
         return [line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)] == [
             "healthy"
