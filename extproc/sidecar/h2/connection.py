@@ -132,7 +132,7 @@ class Connection(FrameRules, asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._resume(_WRITE)
-        if not self._paused and self._buffer:
+        if self._paused & _WORK or self._buffer:  # frames left when writing paused us
             self.loop.call_soon(self._next_pass)
 
     def data_received(self, data: bytes) -> None:
