@@ -20,6 +20,7 @@ from extproc.core.errors import RulesError
 from extproc.core.loader import load_rules, parse_rules
 from extproc.core.model import percent
 from extproc.core.yaml_source import compose, read_bytes
+from extproc.h2_limits import limits_from_env
 from extproc.sidecar.workers.channel import WorkerChannel
 from extproc.telemetry.privacy import ENV as ID_HASH_ENV
 
@@ -38,9 +39,10 @@ def _settings_epilog() -> str:
         S.DECISION_LOG,
         S.LOG_LEVEL,
         S.Setting(ID_HASH_ENV, "", "secret of the keyed user-id hash; '' = random per process"),
+        *S.H2_LIMITS,
     ]
     lines = ["environment (flags win):"]
-    lines += [f"  {s.env:<28} default {s.default!r:<18} {s.help}" for s in rows]
+    lines += [f"  {s.env:<34} default {s.default!r:<18} {s.help}" for s in rows]
     return "\n".join(lines)
 
 
@@ -74,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
                 server=S.env(S.SERVER),
                 state=args.state,
                 workers=S.workers_count(args.workers),
+                h2_limits=limits_from_env(),
             )
         )
         worker = WorkerChannel.from_env()

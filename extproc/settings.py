@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 
 from extproc.addresses import parse_store_url, split_host_port
+from extproc.h2_limits import DEFAULTS as DEFAULT_H2_LIMITS
+from extproc.h2_limits import LIMIT_SETTINGS, H2Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ WORKERS = Setting(
     "worker processes sharing the --listen port (SO_REUSEPORT), 1..64; 1 = one process",
 )
 MAX_WORKERS = 64
+#: The built-in HTTP/2 server's limits against hostile peers (extproc/h2_limits.py).
+H2_LIMITS = tuple(Setting(env, default, help) for env, default, help in LIMIT_SETTINGS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,7 @@ class ServeSettings:
     workers: int = 1
     #: Set for a worker of ``--workers N``: bind the shared port with SO_REUSEPORT.
     reuse_port: bool = False
+    h2_limits: H2Limits = DEFAULT_H2_LIMITS
 
 
 def env(setting: Setting) -> str:

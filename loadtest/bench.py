@@ -38,6 +38,7 @@ from loadtest.harness import document, loads, procstat, report
 from loadtest.harness.rounds import Context, log, run_setup
 from loadtest.harness.setups import (
     DEFAULT_SETUPS,
+    NEEDS_SINK,
     SETUPS,
     BenchPorts,
     OtlpSink,
@@ -223,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"out dir {out}; pinning {pinning.describe()}")
         with contextlib.ExitStack() as stack:
             upstream = stack.enter_context(Upstream(ports, run_dir, pinning))
-            if "traced" in args.setups and args.soak is None:
+            if NEEDS_SINK & set(args.setups) and args.soak is None:
                 sink = stack.enter_context(OtlpSink(free_port(), run_dir, pinning))
                 options = dataclasses.replace(options, otlp_endpoint=sink.endpoint)
             ctx = Context(ports, run_dir, out, pinning, options, upstream, wrk, meta)

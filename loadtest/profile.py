@@ -32,6 +32,8 @@ from extproc.stack.processes import free_port
 from loadtest.harness import loads
 from loadtest.harness.rounds import log
 from loadtest.harness.setups import (
+    NEEDS_SINK,
+    PROCESSORS,
     BenchPorts,
     OtlpSink,
     Pinning,
@@ -107,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         "--traced", action="store_true",
         help="profile the traced setup: decision spans at 100 %% to an OTLP sink",
     )  # fmt: skip
+    p.add_argument(
+        "--setup", choices=sorted(PROCESSORS - {"naive"}), default=None,
+        help="profile this benchmark setup (e.g. etraced: Envoy's tracer on at 100 %%)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if not 1 <= args.seconds <= 600:
         p.error("--seconds must be within 1..600")
@@ -118,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     raw = out / "profile.raw"
     if pinning.load:
         os.sched_setaffinity(0, pinning.load)  # the driver and py-spy stay off the sidecar's CPU
-    setup = "traced" if args.traced else "sidecar"
+    setup = args.setup or ("traced" if args.traced else "sidecar")
     with contextlib.ExitStack() as stack:
         stack.enter_context(Upstream(ports, out, pinning))
-        if args.traced:
+        if setup in NEEDS_SINK:
             sink = stack.enter_context(OtlpSink(free_port(), out, pinning))
             options = dataclasses.replace(options, otlp_endpoint=sink.endpoint)
         sut = stack.enter_context(SystemUnderTest(setup, ports, out, pinning, options))

@@ -12,6 +12,7 @@ from typing import Protocol
 import grpc
 from google.protobuf.message import DecodeError
 
+from extproc.h2_limits import H2Limits
 from extproc.sidecar import wire
 from extproc.sidecar.h2.connection import Metadata, RpcError
 from extproc.sidecar.h2.server import H2Server
@@ -22,6 +23,8 @@ EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 PROCESS_PATH = f"/{EXT_PROC_SERVICE}/Process"
 _INVALID_ARGUMENT, _NOT_FOUND = 3, 5
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
+#: Characters of a peer-chosen name quoted back in an error (nothing may grow an answer).
+_QUOTED = 64
 
 
 class ServerModel(Protocol):
@@ -33,22 +36,28 @@ def _check(health: HealthState, request: bytes) -> bytes:
     try:
         return health.check(request)
     except UnknownService as exc:
-        raise RpcError(_NOT_FOUND, f"unknown service {exc}") from None
+        raise RpcError(_NOT_FOUND, f"unknown service {str(exc)[:_QUOTED]}") from None
     except DecodeError:
         raise RpcError(_INVALID_ARGUMENT, "not a HealthCheckRequest") from None
 
 
-def h2_model(processor: CohortProcessor, health: HealthState, tracing: bool) -> ServerModel:
+def h2_model(
+    processor: CohortProcessor, health: HealthState, tracing: bool, limits: H2Limits | None = None
+) -> ServerModel:
     def process(message: bytes, metadata: Metadata) -> bytes | None:
         try:
             return processor.handle(message, metadata if tracing else None)
         except wire.BadMessage as exc:
-            raise RpcError(_INVALID_ARGUMENT, f"not a ProcessingRequest: {exc}") from None
+            raise RpcError(
+                _INVALID_ARGUMENT, f"not a ProcessingRequest: {str(exc)[:_QUOTED]}"
+            ) from None
 
     def check(message: bytes, metadata: Metadata) -> bytes:
         return _check(health, message)
 
-    return _H2Model(H2Server({PROCESS_PATH: process, CHECK_PATH: check}))
+    # Only the trace context is read from the metadata, and only with tracing on.
+    wanted = frozenset({"traceparent"}) if tracing else frozenset()
+    return _H2Model(H2Server({PROCESS_PATH: process, CHECK_PATH: check}, limits, wanted))
 
 
 class _H2Model:

@@ -89,7 +89,7 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     server: ServerModel = (
         GrpcModel(processor, health)
         if settings.server == "grpc"
-        else h2_model(processor, health, tracing=tracer.enabled)
+        else h2_model(processor, health, tracing=tracer.enabled, limits=settings.h2_limits)
     )
     port = await server.start(settings.listen, reuse_port=settings.reuse_port)
     running = Running(server, port, holder, metrics, health)

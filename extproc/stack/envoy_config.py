@@ -212,6 +212,22 @@ def point_cluster(config: Config, name: str, host: str, port: int) -> None:
         address["address"], address["port_value"] = host, port
 
 
+def pipe_cluster(config: Config, name: str, path: str) -> None:
+    """Send the cluster ``name`` to the Unix domain socket ``path`` (in place), e.g. a sidecar
+    started with ``--listen unix:PATH``. Envoy calls such an address a pipe."""
+    cluster = _named(config.get("static_resources", {}).get("clusters", []), name, "cluster")
+    cluster["type"] = "STATIC"
+    endpoints = [
+        lb_endpoint["endpoint"]
+        for locality in cluster.get("load_assignment", {}).get("endpoints", [])
+        for lb_endpoint in locality.get("lb_endpoints", [])
+    ]
+    if not endpoints:
+        raise EnvoyConfigError(f"cluster {name!r} has no endpoint address")
+    for endpoint in endpoints:
+        endpoint["address"] = {"pipe": {"path": path}}
+
+
 def write_config(config: Config, directory: Path | None = None) -> Path:
     """Write ``config`` as YAML to a new file in ``directory`` (default: the temp dir)."""
     with tempfile.NamedTemporaryFile(

@@ -19,7 +19,7 @@ from typing import Any
 Figures = Mapping[str, float]
 Round = Mapping[str, Any]
 #: Column / row order of the setups in the tables.
-SETUP_ORDER = ("native", "naive", "sidecar", "traced", "bare")
+SETUP_ORDER = ("native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds")
 
 
 def median(values: Iterable[float | None]) -> float:
@@ -84,6 +84,30 @@ def comparison(rounds: Sequence[Round]) -> dict[str, float]:
             for figure in ("p50_ms", "p99_ms", "p999_ms"):
                 added(f"{window}.{figure}", setup)
     out.update(tracing_cost(rounds, present))
+    out.update(envoy_tracing_cost(rounds, present))
+    return out
+
+
+def envoy_tracing_cost(rounds: Sequence[Round], present: set[str]) -> dict[str, float]:
+    """Envoy's tracer on (``etraced`` 100 %, ``etraced1`` 1 %, ``full`` = Envoy 100 % +
+    decision spans) against ``sidecar`` (both tracers off), same round: processor CPU per
+    decision as a ratio, saturation loss in %, and saturation against naive and native."""
+    out: dict[str, float] = {}
+    rps, cpu = "saturation.rps", "saturation.processor_cpu_us_per_req"
+    for setup in ("etraced", "etraced1", "full"):
+        if not {setup, "sidecar"} <= present:
+            continue
+        out[f"etracing.{setup}.cpu_ratio"] = _paired(
+            rounds, lambda s, a=setup: s[a][cpu] / s["sidecar"][cpu]
+        )
+        out[f"etracing.{setup}.loss_pct"] = _paired(
+            rounds, lambda s, a=setup: 100 * (1 - s[a][rps] / s["sidecar"][rps])
+        )
+        for other in ("naive", "native"):
+            if other in present:
+                out[f"etracing.{setup}.rps/{other}"] = _paired(
+                    rounds, lambda s, a=setup, b=other: s[a][rps] / s[b][rps]
+                )
     return out
 
 
@@ -132,9 +156,22 @@ def targets(comp: Mapping[str, float], med: Mapping[str, Figures]) -> list[dict[
          comp.get("tracing.saturation_loss_pct")),
         ("tracing + metrics on vs both off (bare): saturation loss <= 15 %", "<=", 15.0,
          comp.get("tracing.saturation_loss_vs_bare_pct")),
+        ("Envoy tracing 100 %: sidecar CPU per decision <= 1.15 x tracing off", "<=", 1.15,
+         comp.get("etracing.etraced.cpu_ratio")),
+        ("end-to-end tracing 100 % (full): saturation loss <= 15 %", "<=", 15.0,
+         comp.get("etracing.full.loss_pct")),
+        ("Envoy tracing 1 %: saturation loss <= 5 %", "<=", 5.0,
+         comp.get("etracing.etraced1.loss_pct")),
+        ("Envoy tracing 1 %: saturation >= 3 x naive", ">=", 3.0,
+         comp.get("etracing.etraced1.rps/naive")),
+        ("Envoy tracing 1 %: saturation >= 0.45 x native", ">=", 0.45,
+         comp.get("etracing.etraced1.rps/native")),
     ]  # fmt: skip
+    optional = ("Envoy tracing", "end-to-end tracing")  # only for runs with those setups
     out = []
     for name, op, limit, value in rows:
+        if name.startswith(optional) and value is None:
+            continue
         if value is None or not math.isfinite(value):
             out.append({"target": name, "limit": limit, "measured": None, "met": None})
             continue

@@ -8,6 +8,14 @@
   tracer stays off, so the difference to ``sidecar`` is the sidecar's tracing cost.
 - ``bare`` (only when asked for): the sidecar setup with metrics off (``--metrics ''``: no
   endpoint, no counting) and tracing off, the reference for "tracing and metrics on".
+- ``etraced`` / ``etraced1`` (only when asked for): the sidecar setup with Envoy's own
+  OpenTelemetry tracer on, as shipped, at 100 % / 1 % sampling, exporting to the same
+  :class:`OtlpSink`; the sidecar's spans off (its default). Envoy then sends a trace context
+  on every ext_proc stream, sampled or not.
+- ``full`` (only when asked for): end-to-end tracing, Envoy at 100 % and the sidecar's
+  decision spans on (the one trace per request the README describes).
+- ``uds`` (only when asked for): the sidecar setup with Envoy and the sidecar speaking over
+  a Unix domain socket (``--listen unix:PATH``, an Envoy pipe address) instead of TCP.
 
 All three run without the ingress access log. The upstream is :class:`Upstream`, one instant
 Envoy shared by every setup of a run. :class:`SystemUnderTest` starts the processor (if any)
@@ -35,6 +43,7 @@ from typing import Self
 
 from extproc.stack import envoy_config
 from extproc.stack.envoy_config import EnvoyPorts
+from extproc.stack.otlp import OtlpTarget
 from extproc.stack.processes import (
     ManagedProcess,
     Service,
@@ -55,9 +64,15 @@ from extproc.stack.stack import (
 from loadtest.harness import envoy_configs
 from loadtest.harness.tools import pinned
 
-SETUPS = ("native", "naive", "sidecar", "traced", "bare")
+SETUPS = ("native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds")
 DEFAULT_SETUPS = ("native", "naive", "sidecar", "traced")
-PROCESSORS = {"naive", "sidecar", "traced", "bare"}
+PROCESSORS = {"naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds"}
+#: Setups with Envoy's tracer on, and its sampling percent.
+ENVOY_TRACED = {"etraced": 100.0, "etraced1": 1.0, "full": 100.0}
+#: Setups whose sidecar exports decision spans.
+SIDECAR_TRACED = {"traced", "full"}
+#: Setups that need the OTLP sink.
+NEEDS_SINK = ENVOY_TRACED.keys() | SIDECAR_TRACED
 READY_TIMEOUT = 30.0
 NAIVE_SHARE_PERCENT = "10"
 
@@ -193,8 +208,19 @@ class SystemUnderTest:
         self.ports = ports
         self.pinning = pinning
         run_dir.mkdir(parents=True, exist_ok=True)
-        shipped = envoy_configs.without_access_log(envoy_config.render_config(ports.envoy))
+        tracing = None
+        if setup in ENVOY_TRACED:
+            if not options.otlp_endpoint:
+                raise ValueError(f"the {setup} setup needs an OTLP endpoint (OtlpSink)")
+            sampling = ENVOY_TRACED[setup]
+            tracing = OtlpTarget.parse(options.otlp_endpoint, sampling_percent=sampling)
+        rendered = envoy_config.render_config(ports.envoy, tracing=tracing)
+        shipped = envoy_configs.without_access_log(rendered)
         config = envoy_configs.native_routing(shipped) if setup == "native" else shipped
+        #: The sidecar's Unix socket (the ``uds`` setup), else None: TCP on the sidecar port.
+        self.socket_path = str(run_dir / "sidecar.sock") if setup == "uds" else None
+        if self.socket_path is not None:
+            envoy_config.pipe_cluster(config, envoy_config.SIDECAR_CLUSTER, self.socket_path)
         config_path = write_yaml(config, run_dir / f"envoy-{setup}.yaml")
         self.envoy = ManagedProcess(
             f"envoy-{setup}",
@@ -205,16 +231,23 @@ class SystemUnderTest:
         if setup in PROCESSORS:
             argv = pinned(self._processor_argv(options), pinning.sut)
             env = processor_env(options.extra_env)
-            if setup == "traced":
+            if setup in SIDECAR_TRACED:
                 if not options.otlp_endpoint:
-                    raise ValueError("the traced setup needs an OTLP endpoint (OtlpSink)")
+                    raise ValueError(f"the {setup} setup needs an OTLP endpoint (OtlpSink)")
                 env.update(tracing_env(options.otlp_endpoint))
             log = run_dir / f"{setup}.log"
             self.processor = ManagedProcess(setup, argv, log, env=env, cwd=REPO_ROOT)
         self._stack = contextlib.ExitStack()
 
+    @property
+    def sidecar_target(self) -> str:
+        """The sidecar's address as gRPC dials it."""
+        if self.socket_path is not None:
+            return f"unix:{self.socket_path}"
+        return f"{HOST}:{self.ports.envoy.sidecar}"
+
     def _processor_argv(self, options: ProcessorOptions) -> list[str]:
-        listen = f"{HOST}:{self.ports.envoy.sidecar}"
+        listen = self.sidecar_target
         if self.setup == "naive":
             return [sys.executable, str(NAIVE_PROCESSOR), "--listen", listen, "--share",
                     NAIVE_SHARE_PERCENT]  # fmt: skip
@@ -230,7 +263,7 @@ class SystemUnderTest:
         try:
             if self.processor is not None:
                 self._stack.enter_context(self.processor)
-                target = f"{HOST}:{self.ports.envoy.sidecar}"
+                target = self.sidecar_target
                 wait_for_grpc_serving(target, EXT_PROC_SERVICE, READY_TIMEOUT, self.processor)
             self._stack.enter_context(self.envoy)
             wait_for_http(self.admin_url + "/ready", READY_TIMEOUT, self.envoy)
@@ -251,7 +284,7 @@ class SystemUnderTest:
     def _processor_healthy(self) -> bool:
         with urllib.request.urlopen(self.admin_url + "/clusters", timeout=2) as response:
             text = response.read().decode()
-        target = f"{HOST}:{self.ports.envoy.sidecar}"
+        target = self.socket_path or f"{HOST}:{self.ports.envoy.sidecar}"
         prefix = f"{envoy_config.SIDECAR_CLUSTER}::{target}::health_flags::"
         return [line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)] == [
             "healthy"

@@ -39,6 +39,7 @@ from h2.events import (
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import Frame, GoAwayFrame, PingFrame
 
+from extproc.h2_limits import H2Limits
 from extproc.sidecar.h2.connection import Method
 from extproc.sidecar.h2.server import H2Server
 
@@ -101,13 +102,13 @@ def blob(size: int) -> bytes:
 class ServedH2:
     """``H2Server(routes)`` on 127.0.0.1 in a loop thread; ``errors`` = loop exceptions."""
 
-    def __init__(self, routes: Mapping[str, Method]) -> None:
+    def __init__(self, routes: Mapping[str, Method], limits: H2Limits | None = None) -> None:
         self.errors: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(lambda _loop, context: self.errors.append(context))
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        self.server = H2Server(routes)
+        self.server = H2Server(routes, limits)
         self.port = self.run(self.server.start("127.0.0.1:0"))
         self._stopping: concurrent.futures.Future[None] | None = None
 

@@ -1,143 +1,184 @@
 """One HTTP/2 connection carrying gRPC calls, as an asyncio protocol.
 
-Every frame that arrives in one read is handled in that callback and all the
-frames it produces leave in one write. Each complete request message is handed
-to the method registered for the stream's ``:path``; its return value is sent
-back as one response message. A client's END_STREAM ends the call with
-``grpc-status: 0``; RST_STREAM (Envoy's normal end of an ext_proc stream) just
-forgets the stream.
+The frames of each read are handled in that callback and what they produce leaves
+in one write. Each complete request message is handed to the method registered
+for the stream's ``:path``; its return value is sent back as one response
+message. A client's END_STREAM ends the call with ``grpc-status: 0``; RST_STREAM
+(Envoy's normal end of an ext_proc stream) just forgets the stream.
+
+Defences (limits in ``H2Limits``, see docs/http2-hardening.md): reading stops
+while our output queue is over its high-water mark or after ``work_per_pass``
+units of work in one loop pass (the rest waits for the next pass); receive
+windows are enforced; flood-prone frames draw from token buckets and an empty
+bucket ends the connection with GOAWAY ENHANCE_YOUR_CALM; memory per connection
+is bounded (buffered request bytes, header blocks, retained metadata, caches).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import hpack
-
+from extproc.h2_limits import H2Limits
 from extproc.sidecar.h2 import frames as f
+from extproc.sidecar.h2.frame_rules import FrameRules
+from extproc.sidecar.h2.guards import Bucket, ThrottledLog
+from extproc.sidecar.h2.header_decoder import HeaderDecoder
+from extproc.sidecar.h2.stream import ConnectionError_, Metadata, Method, RpcError, Stream
+
+__all__ = ["Connection", "ConnectionError_", "Metadata", "Method", "RpcError"]
 
 log = logging.getLogger("extproc.h2")
 
-Metadata = tuple[tuple[str, str], ...]
-Method = Callable[[bytes, Metadata], bytes | None]  # None: no answer to this message
-
-#: Largest request message accepted (gRPC's default receive limit).
-MAX_MESSAGE = 4 * 1024 * 1024
-#: Our receive windows: per stream, and the connection's after the first update.
-STREAM_WINDOW = 1 << 20
-CONNECTION_WINDOW = 16 << 20
-MAX_STREAMS = 1000
-_UNIMPLEMENTED, _INTERNAL, _INVALID, _EXHAUSTED = 12, 13, 3, 8
+_UNIMPLEMENTED, _INTERNAL, _EXHAUSTED = 12, 13, 8
+_WRITE, _WORK = 1, 2  # why reading is paused
+METHOD_COST = 10  # work units of one request message handed to a method
 
 
-class RpcError(Exception):
-    """Raised by a method to end its call with a gRPC status."""
+class Connection(FrameRules, asyncio.Protocol):
+    """Server side of one HTTP/2 connection; ``routes`` maps ``:path`` to a method.
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    ``metadata``: the metadata names methods read (None: all of them).
+    """
 
-
-class ConnectionError_(Exception):
-    """A connection-level protocol error: GOAWAY with ``code``, then close."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class Stream:
-    __slots__ = (
-        "buffer",
-        "done",
-        "headers_sent",
-        "id",
-        "metadata",
-        "method",
-        "pending",
-        "pending_trailers",
-        "received",
-        "remote_closed",
-        "send_window",
-    )
-
-    def __init__(self, stream_id: int, method: Method | None, metadata: Metadata, window: int):
-        self.id = stream_id
-        self.method = method
-        self.metadata = metadata
-        self.buffer = bytearray()
-        self.send_window = window
-        self.received = 0  # bytes received since our last WINDOW_UPDATE
-        self.headers_sent = False
-        self.remote_closed = False
-        self.done = False  # trailers queued: nothing more will be sent
-        self.pending: list[bytes] = []  # DATA payloads waiting for flow-control window
-        self.pending_trailers: bytes | None = None
-
-
-class Connection(asyncio.Protocol):
-    """Server side of one HTTP/2 connection; ``routes`` maps ``:path`` to a method."""
-
-    def __init__(self, routes: Mapping[str, Method], on_close: Callable[[Connection], None]):
+    def __init__(
+        self,
+        routes: Mapping[str, Method],
+        on_close: Callable[[Connection], None],
+        limits: H2Limits,
+        warnings: ThrottledLog,
+        metadata: frozenset[str] | None = None,
+    ) -> None:
         self.routes = routes
         self.on_close = on_close
+        self.limits = limits
+        self.warnings = warnings
         self.streams: dict[int, Stream] = {}
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # uvloop's transports are not asyncio.Transport subclasses
+        self.loop = asyncio.get_running_loop()
+        now = self.loop.time()
+        self.opened_at = self.last_active = now
+        self.handshaken = False  # preface and the peer's first SETTINGS received
+        self.closing = False
+        self.going_away = False
         self._buffer = bytearray()
         self._out: list[bytes] = []
         self._preface = False
-        self._decoder = hpack.Decoder()
-        self._decoder.max_header_list_size = 65_536
-        self._block_cache: dict[bytes, tuple[str, Metadata]] = {}
-        self._continuation: tuple[int, int, bytearray] | None = None  # stream, flags, block
+        self._headers = HeaderDecoder(limits.max_header_list, metadata, routes)
+        self._continuation: tuple[int, int, bytearray, int] | None = None  # id, flags, block, n
         self._last_stream = 0
         self._peer_window = f.DEFAULT_WINDOW  # peer's initial stream window
         self._peer_max_frame = f.DEFAULT_MAX_FRAME
-        self._send_window = f.DEFAULT_WINDOW  # connection-level, toward the peer
-        self._received = 0  # connection bytes since our last WINDOW_UPDATE
-        self.going_away = False
+        self._send_window = f.DEFAULT_WINDOW
+        self._waiting: dict[int, Stream] = {}
+        self._recv_window = limits.connection_window  # what the peer may still send
+        self._credit = 0  # connection bytes consumed since our last WINDOW_UPDATE
+        self._buffered = 0  # request bytes held in stream buffers
+        self._withheld = 0  # credit held back while over max_buffered
+        self._retained = 0  # decoded metadata bytes held by open streams
+        self._acked_settings = False
+        self._paused = 0
+        self._pass_time = -1.0
+        self._spent = 0
+        self._now = now
+        self._ping = Bucket(limits.ping_flood, now)
+        self._settings_bucket = Bucket(limits.settings_flood, now)
+        self._resets = Bucket(limits.reset_flood, now)
+        self._empty = Bucket(limits.empty_flood, now)
+        self._updates = Bucket(limits.window_update_flood, now)
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        writer: Any = transport  # uvloop's transports are not asyncio.Transport subclasses
+        writer: Any = transport
         self.transport = writer
-        # Table size 0: the peer's header blocks carry no HPACK state, so equal
-        # blocks decode equally and can be cached (see _decode).
+        if self.closing:  # refused by the server (too many connections)
+            writer.close()
+            return
+        high = self.limits.write_high_water
+        writer.set_write_buffer_limits(high=high, low=high // 4)
+        # Table size 0: the peer's header blocks carry no HPACK state (see header_decoder).
         writer.write(
             f.settings(
                 {
                     f.SETTINGS_HEADER_TABLE_SIZE: 0,
-                    f.SETTINGS_MAX_CONCURRENT_STREAMS: MAX_STREAMS,
-                    f.SETTINGS_INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                    f.SETTINGS_ENABLE_PUSH: 0,
+                    f.SETTINGS_MAX_CONCURRENT_STREAMS: self.limits.max_concurrent_streams,
+                    f.SETTINGS_INITIAL_WINDOW_SIZE: self.limits.stream_window,
+                    f.SETTINGS_MAX_HEADER_LIST_SIZE: self.limits.max_header_list,
                 }
             )
-            + f.window_update(0, CONNECTION_WINDOW - f.DEFAULT_WINDOW)
+            + f.window_update(0, self.limits.connection_window - f.DEFAULT_WINDOW)
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
         self.streams.clear()
+        self._waiting.clear()
+        self._buffer.clear()
         self.on_close(self)
 
+    def eof_received(self) -> bool:
+        """The peer will send nothing more: like grpc core, end the connection rather
+        than work through what it left queued (its answers could not matter)."""
+        self.closing = True
+        self._buffer.clear()
+        return False  # the transport closes itself
+
+    def pause_writing(self) -> None:
+        self._pause(_WRITE)
+
+    def resume_writing(self) -> None:
+        self._resume(_WRITE)
+        if self._paused & _WORK or self._buffer:  # frames left when writing paused us
+            self.loop.call_soon(self._next_pass)
+
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self._buffer += data
+        self._pump()
+
+    # -- reading within budgets ----------------------------------------------------
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and not self.closing:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        was = self._paused
+        self._paused &= ~reason
+        if was and not self._paused and not self.closing:
+            self.transport.resume_reading()
+
+    def _next_pass(self) -> None:
+        if self.closing or self._paused & _WRITE:
+            return
+        self._spent = 0
+        self._pass_time = self.loop.time()
+        self._pump()
+
+    def _pump(self) -> None:
+        """Handle the buffered frames until the pass's work budget is spent."""
+        now = self.loop.time()
+        self._now = self.last_active = now
+        if now != self._pass_time:  # uvloop's clock ticks once per loop pass
+            self._pass_time, self._spent = now, 0
         buffer = self._buffer
-        buffer += data
+        budget = self.limits.work_per_pass
+        offset = 0
         try:
-            offset = 0
             if not self._preface:
-                if buffer[: len(f.PREFACE)] != f.PREFACE[: len(buffer)]:
-                    raise ConnectionError_(f.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
-                if len(buffer) < len(f.PREFACE):
+                offset = self._read_preface(buffer)
+                if not offset:
                     return
-                self._preface = True
-                offset = len(f.PREFACE)
             end = len(buffer)
             while end - offset >= 9:
+                if self._spent >= budget or self._paused & _WRITE:
+                    break
                 length, kind, flags, stream_id = f.parse_header(buffer, offset)
                 if length > f.DEFAULT_MAX_FRAME:
                     raise ConnectionError_(f.FRAME_SIZE_ERROR, f"frame of {length} bytes")
@@ -145,199 +186,114 @@ class Connection(asyncio.Protocol):
                     break
                 payload = bytes(buffer[offset + 9 : offset + 9 + length])
                 offset += 9 + length
+                self._spent += 1
                 self._frame(kind, flags, stream_id, payload)
             del buffer[:offset]
         except ConnectionError_ as exc:
-            log.warning("h2 connection error: %s", exc)
-            self._out.append(f.goaway(self._last_stream, exc.code, str(exc).encode()))
-            self._flush()
-            if self.transport is not None:
-                self.transport.close()
+            self._connection_error(exc)
             return
         self._flush()
+        if self._spent >= budget and len(buffer) >= 9:
+            self._pause(_WORK)
+            self.loop.call_soon(self._next_pass)
+        elif self._paused & _WORK:
+            self._resume(_WORK)
 
-    # -- frames ----------------------------------------------------------------------
+    def _read_preface(self, buffer: bytearray) -> int:
+        if buffer[: len(f.PREFACE)] != f.PREFACE[: len(buffer)]:
+            raise ConnectionError_(f.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+        if len(buffer) < len(f.PREFACE) + 9:
+            return 0
+        _, kind, flags, _ = f.parse_header(buffer, len(f.PREFACE))
+        if kind != f.SETTINGS or flags & f.ACK:
+            raise ConnectionError_(f.PROTOCOL_ERROR, "the preface must be followed by SETTINGS")
+        self._preface = True
+        return len(f.PREFACE)
 
-    def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
-        if self._continuation is not None and kind != f.CONTINUATION:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "expected CONTINUATION")
-        if kind == f.DATA:
-            self._data(flags, stream_id, payload)
-        elif kind == f.HEADERS:
-            self._headers_frame(flags, stream_id, payload)
-        elif kind == f.CONTINUATION:
-            self._continuation_frame(flags, stream_id, payload)
-        elif kind == f.RST_STREAM:
-            self.streams.pop(stream_id, None)
-        elif kind == f.SETTINGS:
-            self._settings(flags, stream_id, payload)
-        elif kind == f.PING:
-            if len(payload) != 8 or stream_id:
-                raise ConnectionError_(f.FRAME_SIZE_ERROR, "bad PING")
-            if not flags & f.ACK:
-                self._out.append(f.frame(f.PING, f.ACK, 0, payload))
-        elif kind == f.WINDOW_UPDATE:
-            self._window_update(stream_id, payload)
-        elif kind == f.GOAWAY:
-            self.going_away = True
-        elif kind == f.PUSH_PROMISE:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "a client cannot push")
-        # PRIORITY and unknown frame types are ignored, as RFC 9113 requires.
+    def _connection_error(self, exc: ConnectionError_) -> None:
+        self.warnings.warn(self._now, f"connection error {exc.code:#x}", str(exc))
+        self._out.append(f.goaway(self._last_stream, exc.code, str(exc).encode()))
+        self._flush()
+        self.closing = True
+        self._buffer.clear()
+        if self.transport is not None:
+            self.transport.close()
 
-    def _settings(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if stream_id:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "SETTINGS on a stream")
-        if flags & f.ACK:
-            return
-        if len(payload) % 6:
-            raise ConnectionError_(f.FRAME_SIZE_ERROR, "SETTINGS length")
-        for i in range(0, len(payload), 6):
-            key, value = struct.unpack_from(">HI", payload, i)
-            if key == f.SETTINGS_INITIAL_WINDOW_SIZE:
-                if value > f.MAX_WINDOW:
-                    raise ConnectionError_(f.FLOW_CONTROL_ERROR, "initial window too large")
-                delta, self._peer_window = value - self._peer_window, value
-                for stream in self.streams.values():
-                    stream.send_window += delta
-            elif key == f.SETTINGS_MAX_FRAME_SIZE:
-                if not f.DEFAULT_MAX_FRAME <= value <= f.MAX_FRAME_LIMIT:
-                    raise ConnectionError_(f.PROTOCOL_ERROR, f"MAX_FRAME_SIZE {value}")
-                self._peer_max_frame = value
-        self._out.append(f.frame(f.SETTINGS, f.ACK, 0))
-        for stream in list(self.streams.values()):
-            self._drain(stream)
+    def _flood(self, bucket: Bucket, what: str) -> None:
+        if not bucket.take(self._now):
+            raise ConnectionError_(f.ENHANCE_YOUR_CALM, f"{what} flood")
 
-    def _window_update(self, stream_id: int, payload: bytes) -> None:
-        if len(payload) != 4:
-            raise ConnectionError_(f.FRAME_SIZE_ERROR, "WINDOW_UPDATE length")
-        increment = struct.unpack(">I", payload)[0] & 0x7FFFFFFF
-        if stream_id == 0:
-            if increment == 0:
-                raise ConnectionError_(f.PROTOCOL_ERROR, "zero WINDOW_UPDATE")
-            self._send_window += increment
-            for each in list(self.streams.values()):
-                self._drain(each)
-            return
-        stream = self.streams.get(stream_id)
-        if stream is not None:
-            stream.send_window += increment
-            self._drain(stream)
+    # -- streams -------------------------------------------------------------------
 
-    def _headers_frame(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if stream_id == 0 or stream_id % 2 == 0:
-            raise ConnectionError_(f.PROTOCOL_ERROR, f"HEADERS on stream {stream_id}")
-        start, end = 0, len(payload)
-        if flags & f.PADDED:
-            if not payload:
-                raise ConnectionError_(f.PROTOCOL_ERROR, "PADDED HEADERS without pad length")
-            start, end = 1, end - payload[0]
-        if flags & f.PRIORITY_FLAG:
-            start += 5
-        if start > end:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "padding larger than the frame")
-        block = bytearray(payload[start:end])
-        if flags & f.END_HEADERS:
-            self._header_block(stream_id, flags, bytes(block))
-        else:
-            self._continuation = (stream_id, flags, block)
-
-    def _continuation_frame(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if self._continuation is None or self._continuation[0] != stream_id:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "unexpected CONTINUATION")
-        _, first_flags, block = self._continuation
-        block += payload
-        if len(block) > 65_536:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "header block too large")
-        if flags & f.END_HEADERS:
-            self._continuation = None
-            self._header_block(stream_id, first_flags, bytes(block))
-
-    def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
-        path, metadata = self._decode(block)  # always decode: HPACK state must advance
-        stream = self.streams.get(stream_id)
-        if stream is not None or stream_id <= self._last_stream:
-            if stream is not None and flags & f.END_STREAM:  # request trailers
-                self._remote_end(stream)
-            return
+    def _open(self, stream_id: int, flags: int, path: str, metadata: Metadata, size: int) -> None:
+        limits = self.limits
         self._last_stream = stream_id
-        if self.going_away or len(self.streams) >= MAX_STREAMS:
+        if (
+            self.going_away
+            or len(self.streams) >= limits.max_concurrent_streams
+            or self._retained + size > limits.retained_headers
+        ):
+            self._flood(self._resets, "refused stream")
             self._out.append(f.rst_stream(stream_id, f.REFUSED_STREAM))
             return
-        stream = Stream(stream_id, self.routes.get(path), metadata, self._peer_window)
+        method = self.routes.get(path)
+        stream = Stream(stream_id, method, metadata, size, self._peer_window, limits.stream_window)
         self.streams[stream_id] = stream
+        self._retained += size
         stream.remote_closed = bool(flags & f.END_STREAM)
-        if stream.method is None:
-            self._finish(stream, _UNIMPLEMENTED, f"unknown method {path}")
+        if method is None:
+            self._finish(stream, _UNIMPLEMENTED, "unknown method")  # never echo the path
         elif stream.remote_closed:
             self._remote_end(stream)
 
-    def _decode(self, block: bytes) -> tuple[str, Metadata]:
-        # With a zero-size (so empty) table before and after, a block carries no HPACK
-        # state: equal bytes decode equally. From any other table the same bytes may
-        # add entries or mean something else, so they must go through the decoder.
-        stateless = self._decoder.header_table_size == 0
-        cached = self._block_cache.get(block) if stateless else None
-        if cached is not None:
-            return cached
-        try:
-            headers = self._decoder.decode(block, raw=True)
-        except hpack.HPACKError as exc:
-            raise ConnectionError_(f.COMPRESSION_ERROR, f"bad header block: {exc}") from None
-        path = ""
-        metadata = []
-        for name, value in headers:
-            key, text = name.decode("latin-1"), value.decode("latin-1")
-            if key == ":path":
-                path = text
-            elif not key.startswith(":"):
-                metadata.append((key, text))
-        result = (path, tuple(metadata))
-        if stateless and self._decoder.header_table_size == 0 and len(self._block_cache) < 256:
-            self._block_cache[block] = result
-        return result
+    def _forget(self, stream: Stream) -> None:
+        if self.streams.pop(stream.id, None) is None:
+            return
+        self._waiting.pop(stream.id, None)
+        self._retained -= stream.retained
+        if stream.buffer:
+            self._consumed(len(stream.buffer))
+            stream.buffer.clear()
 
-    def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if stream_id == 0:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "DATA on stream 0")
-        self._received += len(payload)
-        if self._received >= CONNECTION_WINDOW // 2:
-            self._out.append(f.window_update(0, self._received))
-            self._received = 0
-        stream = self.streams.get(stream_id)
-        if stream is None or stream.done:
-            return  # a stream we already ended or forgot: drop its data
-        data = payload
-        if flags & f.PADDED:
-            if not payload or payload[0] >= len(payload):
-                raise ConnectionError_(f.PROTOCOL_ERROR, "bad DATA padding")
-            data = payload[1 : len(payload) - payload[0]]
-        stream.received += len(payload)
-        if stream.received >= STREAM_WINDOW // 2 and not flags & f.END_STREAM:
-            self._out.append(f.window_update(stream_id, stream.received))
-            stream.received = 0
-        stream.buffer += data
-        if flags & f.END_STREAM:  # known before a method may end the call
-            stream.remote_closed = True
-        self._messages(stream)
-        if flags & f.END_STREAM and not stream.done:
-            self._remote_end(stream)
+    def _stream_error(self, stream: Stream, code: int) -> None:
+        self._out.append(f.rst_stream(stream.id, code))
+        self._forget(stream)
+
+    # -- request messages and receive credit ---------------------------------------
+
+    def _consumed(self, size: int) -> None:
+        """``size`` buffered bytes left the connection: credit held back may go now."""
+        self._buffered -= size
+        if self._withheld and self._buffered <= self.limits.max_buffered:
+            self._give_credit(self._withheld)
+            self._withheld = 0
+
+    def _give_credit(self, size: int) -> None:
+        self._credit += size
+        if self._credit >= self.limits.connection_window // 2:
+            self._out.append(f.window_update(0, self._credit))
+            self._recv_window += self._credit
+            self._credit = 0
 
     def _messages(self, stream: Stream) -> None:
         buffer = stream.buffer
         while len(buffer) >= 5 and not stream.done:
             compressed = buffer[0]
             size = int.from_bytes(buffer[1:5], "big")
-            if size > MAX_MESSAGE:
+            if size > self.limits.max_message:
                 self._finish(stream, _EXHAUSTED, f"message of {size} bytes is over the limit")
                 return
             if len(buffer) < 5 + size:
                 return
             message = bytes(buffer[5 : 5 + size])
             del buffer[: 5 + size]
+            self._consumed(5 + size)
             if compressed:
                 self._finish(stream, _UNIMPLEMENTED, "compressed messages are not supported")
                 return
             assert stream.method is not None
+            stream.dispatched = True
+            self._spent += METHOD_COST
             try:
                 answer = stream.method(message, stream.metadata)
             except RpcError as exc:
@@ -350,71 +306,39 @@ class Connection(asyncio.Protocol):
             if answer is not None:
                 self._send(stream, f.grpc_message(answer))
 
-    # -- sending ---------------------------------------------------------------------
-
-    def _send(self, stream: Stream, data: bytes) -> None:
-        if not stream.headers_sent:
-            stream.headers_sent = True
-            self._out.append(f.frame(f.HEADERS, f.END_HEADERS, stream.id, f.RESPONSE_HEADERS))
-        stream.pending.append(data)
-        self._drain(stream)
-
-    def _drain(self, stream: Stream) -> None:
-        """Send what the flow-control windows allow; trailers once nothing is pending."""
-        out = self._out
-        while stream.pending:
-            chunk = stream.pending[0]
-            room = min(self._send_window, stream.send_window, self._peer_max_frame)
-            if room <= 0:
-                return
-            piece, rest = chunk[:room], chunk[room:]
-            out.append(f.frame(f.DATA, 0, stream.id, piece))
-            self._send_window -= len(piece)
-            stream.send_window -= len(piece)
-            if rest:
-                stream.pending[0] = rest
-            else:
-                stream.pending.pop(0)
-        if stream.pending_trailers is not None:
-            out.append(
-                f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, stream.id, stream.pending_trailers)
-            )
-            stream.pending_trailers = None
-            if not stream.remote_closed:  # we are done; the client may stop sending
-                out.append(f.rst_stream(stream.id, f.NO_ERROR))
-            self.streams.pop(stream.id, None)
-
-    def _finish(self, stream: Stream, status: int, message: str = "") -> None:
-        """End the call with ``status`` (trailers, or trailers-only if nothing was sent)."""
-        stream.done = True
-        if stream.headers_sent:
-            stream.pending_trailers = f.trailers(status, message)
-        else:
-            stream.headers_sent = True
-            stream.pending_trailers = f.trailers_only(status, message)
-        self._drain(stream)
-
-    def _remote_end(self, stream: Stream) -> None:
-        stream.remote_closed = True
-        if not stream.done:
-            if stream.buffer:
-                self._finish(stream, _INVALID, "truncated message at end of stream")
-            else:
-                self._finish(stream, 0)
-
     def _flush(self) -> None:
         if self._out and self.transport is not None:
             self.transport.write(b"".join(self._out))
         self._out.clear()
 
-    # -- shutdown --------------------------------------------------------------------
+    # -- timers and shutdown (driven by the server) --------------------------------
+
+    def expired(self, now: float) -> str:
+        """Why this connection should be closed now ('' = it may stay)."""
+        limits = self.limits
+        if not self.handshaken and now - self.opened_at > limits.handshake_timeout:
+            return "handshake timeout"
+        if not self.streams and now - self.last_active > limits.idle_timeout:
+            return "idle timeout"
+        return ""
 
     def goaway(self) -> None:
         """Tell the peer no new streams will be accepted; open ones may finish."""
-        if not self.going_away and self.transport is not None:
+        if not self.going_away and not self.closing and self.transport is not None:
             self.going_away = True
             self.transport.write(f.goaway(self._last_stream, f.NO_ERROR))
 
     def close(self) -> None:
+        self.closing = True
         if self.transport is not None:
             self.transport.close()
+
+    def queued_bytes(self) -> int:
+        """Output waiting in the transport, plus input not handled yet."""
+        if self.transport is None:
+            return 0
+        return int(self.transport.get_write_buffer_size()) + len(self._buffer)
+
+    def held_bytes(self) -> int:
+        """Request bytes and metadata this connection holds for its streams."""
+        return self._buffered + self._retained

@@ -16,12 +16,15 @@ PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0x5, 0x6, 0x7, 0x8, 0x
 END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 
 SETTINGS_HEADER_TABLE_SIZE = 0x1
+SETTINGS_ENABLE_PUSH = 0x2
 SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
 SETTINGS_INITIAL_WINDOW_SIZE = 0x4
 SETTINGS_MAX_FRAME_SIZE = 0x5
+SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
 
-NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR = 0x0, 0x1, 0x3, 0x6
-REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x7, 0x8, 0x9
+NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, STREAM_CLOSED = 0x0, 0x1, 0x3, 0x5
+FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x6, 0x7, 0x8, 0x9
+ENHANCE_YOUR_CALM = 0xB
 
 MAX_WINDOW = 2**31 - 1
 DEFAULT_WINDOW = 65_535
@@ -41,6 +44,20 @@ def parse_header(buffer: bytes | bytearray, offset: int) -> tuple[int, int, int,
     """(length, type, flags, stream id) of the frame header at ``offset``."""
     high, low, kind, flags, stream_id = _HEADER.unpack_from(buffer, offset)
     return (high << 16) | low, kind, flags, stream_id & 0x7FFFFFFF
+
+
+def header_frames(stream_id: int, flags: int, block: bytes, max_frame: int) -> bytes:
+    """A header block as HEADERS (+ CONTINUATION frames), each within ``max_frame``.
+
+    ``flags`` may hold END_STREAM; END_HEADERS goes on the last frame.
+    """
+    if len(block) <= max_frame:
+        return frame(HEADERS, flags | END_HEADERS, stream_id, block)
+    pieces = [block[i : i + max_frame] for i in range(0, len(block), max_frame)]
+    out = [frame(HEADERS, flags & END_STREAM, stream_id, pieces[0])]
+    out += [frame(CONTINUATION, 0, stream_id, piece) for piece in pieces[1:-1]]
+    out.append(frame(CONTINUATION, END_HEADERS, stream_id, pieces[-1]))
+    return b"".join(out)
 
 
 def settings(pairs: dict[int, int]) -> bytes:
@@ -104,11 +121,16 @@ def header_block(headers: list[tuple[str, str]]) -> bytes:
 RESPONSE_HEADERS = header_block([(":status", "200"), ("content-type", "application/grpc")])
 
 
+#: Longest grpc-message we send (characters before encoding): our own texts are
+#: short, and nothing a peer sent may grow an answer without bound.
+MAX_STATUS_MESSAGE = 200
+
+
 def trailers(status: int, message: str = "") -> bytes:
     """The trailer block ending a gRPC call with ``status``."""
     pairs = [("grpc-status", str(status))]
     if message:
-        pairs.append(("grpc-message", _percent_encode(message)))
+        pairs.append(("grpc-message", _percent_encode(message[:MAX_STATUS_MESSAGE])))
     return header_block(pairs)
 
 

@@ -1,0 +1,103 @@
+"""Request header blocks to (``:path``, metadata), within the limits we advertise.
+
+We advertise SETTINGS_HEADER_TABLE_SIZE 0. Until the peer acknowledges that, it
+may still index into the default 4,096-byte table (RFC 9113 6.5.3); once it has,
+``settings_acked`` lowers the decoder's allowed table size to 0, so the next
+block must shrink the table (hpack checks this after every block) and no block
+can refer to a table entry again. The decoded size of one block is capped at
+``max_header_list`` (what we advertise as SETTINGS_MAX_HEADER_LIST_SIZE), so a
+1-byte reference cannot expand without bound.
+
+With a zero-size table before and after, a block carries no HPACK state and equal
+bytes decode equally: small blocks are cached (bounded in count and size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import hpack
+
+from extproc.sidecar.h2 import frames as f
+from extproc.sidecar.h2.hpack_scan import scan, wire_forms, wire_names
+from extproc.sidecar.h2.stream import ConnectionError_, Metadata
+
+#: Cache: blocks up to CACHED_BLOCK bytes decoding to at most CACHED_DECODED, at most
+#: CACHE_ENTRIES of them (64 x 5 KiB per connection).
+CACHED_BLOCK = 1024
+CACHED_DECODED = 4096
+CACHE_ENTRIES = 64
+
+Decoded = tuple[str, Metadata, int]  # (:path, metadata, bytes it holds)
+
+
+class HeaderDecoder:
+    """``metadata``: the names a method may need (None: all). With a set of names and an
+    empty table, blocks are scanned (hpack_scan) instead of decoded in full."""
+
+    __slots__ = ("_cache", "_decoder", "_max", "_names", "_paths", "_wanted", "work")
+
+    def __init__(
+        self,
+        max_header_list: int,
+        metadata: Iterable[str] | None = None,
+        paths: Iterable[str] = (),
+    ) -> None:
+        self._decoder = hpack.Decoder(max_header_list_size=max_header_list)
+        self._max = max_header_list
+        self._names = None if metadata is None else frozenset(metadata)
+        self._wanted = None if metadata is None else wire_names(metadata)
+        self._paths = wire_forms(paths)  # routes: recognised on the wire, not decoded
+        self._cache: dict[bytes, Decoded] = {}
+        #: Work units the last ``decode`` cost (0 from the cache): the connection's
+        #: budget per loop pass counts them, so big decodes yield to other peers sooner.
+        self.work = 0
+
+    def settings_acked(self) -> None:
+        """The peer applied our SETTINGS: from now on the table size must be 0."""
+        self._decoder.max_allowed_table_size = 0
+
+    def decode(self, block: bytes) -> Decoded:
+        """Decode one complete block; raise ConnectionError_ when it is invalid."""
+        stateless = self._decoder.header_table_size == 0
+        if stateless:
+            cached = self._cache.get(block)
+            if cached is not None:
+                self.work = 0
+                return cached
+            if self._wanted is not None:
+                scanned = scan(block, self._wanted, self._max, self._paths)
+                if scanned is not None:
+                    path, kept, held, self.work = scanned
+                    self._remember(block, (path, kept, held), held)
+                    return path, kept, held
+        try:
+            headers = self._decoder.decode(block, raw=True)
+        except hpack.OversizedHeaderListError:
+            raise ConnectionError_(f.ENHANCE_YOUR_CALM, "header list over the limit") from None
+        except hpack.HPACKError as exc:
+            raise ConnectionError_(f.COMPRESSION_ERROR, f"bad header block: {exc}") from None
+        path = ""
+        metadata = []
+        size = decoded = 0
+        names = self._names
+        for name, value in headers:
+            decoded += len(name) + len(value)
+            key, text = name.decode("latin-1"), value.decode("latin-1")
+            if key == ":path":
+                path = text
+            elif not key.startswith(":") and (names is None or key in names):
+                metadata.append((key, text))
+                size += len(key) + len(text) + 32  # RFC 7541's accounting per field
+        self.work = 2 + decoded // 256
+        result = (path, tuple(metadata), size)
+        if stateless and self._decoder.header_table_size == 0:
+            self._remember(block, result, decoded)
+        return result
+
+    def _remember(self, block: bytes, result: Decoded, decoded: int) -> None:
+        if len(block) <= CACHED_BLOCK and decoded <= CACHED_DECODED:
+            cache = self._cache
+            if len(cache) >= CACHE_ENTRIES:
+                cache.clear()  # cheap and bounded; a steady working set refills at once
+            cache[block] = result
