@@ -101,8 +101,9 @@ def test_native_reference_is_valid_and_has_no_ext_proc(tmp_path: Path) -> None:
 
 @pytest.fixture
 def stalling_server() -> Iterator[tuple[int, threading.Event]]:
-    """HTTP/1.1 keep-alive server answering at once, except that the 20th request waits until
-    the returned event is set."""
+    """HTTP/1.1 keep-alive server answering at once, except that the 20th request is held for
+    0.35 s (or until the returned event is set): the stall starts when that request arrives,
+    however late a loaded machine gets there."""
     listener = socket.create_server(("127.0.0.1", 0))
     release, count = threading.Event(), [0]
 
@@ -119,7 +120,7 @@ def stalling_server() -> Iterator[tuple[int, threading.Event]]:
                     buffer = rest[length:]
                     count[0] += 1
                     if count[0] == 20:
-                        release.wait(5)
+                        release.wait(0.35)
                     conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
 
     def accept() -> None:
@@ -139,8 +140,8 @@ def stalling_server() -> Iterator[tuple[int, threading.Event]]:
 def test_open_loop_client_counts_a_stall_against_every_request_due_during_it(
     stalling_server: tuple[int, threading.Event],
 ) -> None:
-    port, release = stalling_server
-    threading.Timer(0.5, release.set).start()  # the 20th request (due at ~0.15 s) is held
+    port, _release = stalling_server
+    # the 20th request (due at ~0.1 s) is held for 0.35 s
     run = OpenLoopRun("127.0.0.1", port, 200, 1.5, max_connections=1, initial_connections=1)
     started = time.monotonic()
     result = run.run()
