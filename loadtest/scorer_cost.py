@@ -23,8 +23,8 @@ from extproc.quality.asr import AsrScorer
 from extproc.quality.decode import DecodedAudio, decode
 from extproc.quality.dnsmos import DnsmosScorer
 from extproc.quality.levels import clipping_ratio, silence_ratio
-from extproc.stack.speech import ESPEAK_RATE, VOICES, synthesize
-from extproc.stack.standin_faults import wav_bytes
+from extproc.standins.faults import wav_bytes
+from extproc.standins.speech import ESPEAK_RATE, VOICES, synthesize
 
 CLIPS = {
     "short": "Thank you for calling. Goodbye.",

@@ -148,7 +148,7 @@ class Stack:
 
     def _standin_argv(self, version: str) -> list[str]:
         port = str(self.ports.tts(version))
-        module = "extproc.stack.tts_standin"
+        module = "extproc.standins.server"
         return [sys.executable, "-m", module, "--version", version, "--host", HOST, "--port", port]
 
     def _sidecar_argv(self, extra: Sequence[str]) -> list[str]:

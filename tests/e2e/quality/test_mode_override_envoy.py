@@ -47,8 +47,8 @@ from extproc.stack.processes import (
     wait_for_port,
     wait_until,
 )
-from extproc.stack.speech import espeak_available
 from extproc.stack.stack import REPO_ROOT, find_envoy
+from extproc.standins.speech import espeak_available
 
 pytestmark = [pytest.mark.envoy, pytest.mark.skipif(not espeak_available(), reason="espeak-ng")]
 
@@ -188,7 +188,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             [
                 sys.executable,
                 "-m",
-                "extproc.stack.tts_standin",
+                "extproc.standins.server",
                 "--version",
                 version,
                 "--host",

@@ -39,8 +39,8 @@ from extproc.rollout.stores.state_store import FileStateStore
 from extproc.stack import client
 from extproc.stack.probes import LocalProbes
 from extproc.stack.processes import free_port, wait_until
-from extproc.stack.speech import espeak_available
 from extproc.stack.stack import DEFAULT_RULES, Stack
+from extproc.standins.speech import espeak_available
 from tests.support import promql, scrape
 from tests.support.background_load import BackgroundLoad
 from tests.support.cohorts import interleave, users_by_cohort

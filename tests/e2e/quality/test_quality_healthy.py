@@ -34,8 +34,8 @@ from extproc.rollout.guards.quality import QualitySource
 from extproc.rollout.policy import load_policy
 from extproc.rollout.state import Phase
 from extproc.rollout.stores.state_store import FileStateStore
-from extproc.stack.speech import ESPEAK_RATE, VOICES, espeak_available, synthesize
-from extproc.stack.standin_faults import Faults
+from extproc.standins.faults import Faults
+from extproc.standins.speech import ESPEAK_RATE, VOICES, espeak_available, synthesize
 
 pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng missing")
 

@@ -14,9 +14,9 @@ from extproc.quality.decode import decode
 from extproc.quality.dnsmos import DnsmosScorer
 from extproc.quality.resample import to_rate
 from extproc.quality.words import reference_words
-from extproc.stack.quality_table import TEXTS, Row, markdown, rows_for
-from extproc.stack.speech import VOICES, espeak_available, synthesize
-from extproc.stack.standin_faults import wav_bytes
+from extproc.standins.faults import wav_bytes
+from extproc.standins.quality_table import TEXTS, Row, markdown, rows_for
+from extproc.standins.speech import VOICES, espeak_available, synthesize
 
 pytestmark = [
     pytest.mark.slow,

@@ -20,10 +20,11 @@ import pytest
 
 from extproc.quality.decode import InvalidAudio, decode
 from extproc.quality.levels import clipping_ratio, silence_ratio
-from extproc.stack import speech, tts_standin
 from extproc.stack.processes import ManagedProcess, free_port, wait_for_http
-from extproc.stack.speech import ESPEAK_RATE, VOICES
-from extproc.stack.tts_standin import Faults, TtsStandinServer
+from extproc.standins import server as tts_standin
+from extproc.standins import speech
+from extproc.standins.server import Faults, TtsStandinServer
+from extproc.standins.speech import ESPEAK_RATE, VOICES
 
 DEFAULT_FAULTS = asdict(Faults())
 
@@ -249,7 +250,7 @@ def test_latency_grows_with_the_text(conn: http.client.HTTPConnection) -> None:
 
 def test_command_line_faults_and_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    argv = [sys.executable, "-m", "extproc.stack.tts_standin", "--version", "v1"]
+    argv = [sys.executable, "-m", "extproc.standins.server", "--version", "v1"]
     argv += ["--port", str(port), "--error-rate", "1"]
     root = Path(tts_standin.__file__).resolve().parents[2]
     with ManagedProcess("tts_v1", argv, tmp_path / "tts.log", cwd=root) as process:
@@ -264,7 +265,7 @@ def test_command_line_faults_and_sigterm(tmp_path: Path) -> None:
 
 def test_the_environment_can_choose_the_tone_for_every_stand_in(tmp_path: Path) -> None:
     port = free_port()
-    argv = [sys.executable, "-m", "extproc.stack.tts_standin", "--version", "v2"]
+    argv = [sys.executable, "-m", "extproc.standins.server", "--version", "v2"]
     argv += ["--port", str(port)]
     root = Path(tts_standin.__file__).resolve().parents[2]
     env = {**os.environ, tts_standin.VOICE_ENV: "tone"}

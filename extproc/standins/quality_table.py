@@ -1,5 +1,5 @@
 """The figures table of docs/audio-quality.md, from real stand-in audio: ``python -m
-extproc.stack.quality_table [--texts N] [--voices v1,v2]``.
+extproc.standins.quality_table [--texts N] [--voices v1,v2]``.
 
 Starts the stand-in TTS servers in this process (real HTTP on loopback ports), turns each fault
 on through ``POST /admin/fault`` as a test would, fetches the answer for every text, scores it
@@ -20,8 +20,8 @@ from statistics import fmean
 from typing import Any
 
 from extproc.quality import AudioFigures, assess, decode
-from extproc.stack.standin_faults import Faults
-from extproc.stack.tts_standin import TtsStandinServer
+from extproc.standins.faults import Faults
+from extproc.standins.server import TtsStandinServer
 
 TEXTS = (
     "Hello, how can I help you today?",

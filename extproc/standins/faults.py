@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from extproc.stack.speech import Pcm
+from extproc.standins.speech import Pcm
 
 INVALID_WAV_BYTES = 30  # a RIFF/WAVE header cut inside its fmt chunk
 _FLAGS = ("silence", "empty", "invalid_wav")

@@ -14,7 +14,7 @@ The real models cannot run here; this server answers like one would:
   absent), so tests can see what Envoy forwarded.
 - ``GET /healthz`` -> 200 ``ok``.
 - ``GET /admin/fault`` -> the current faults as JSON; ``POST /admin/fault`` with a JSON object
-  of fault keys (see ``standin_faults``: latency_ms, latency_per_char_ms, error_rate, silence,
+  of fault keys (see ``faults``: latency_ms, latency_per_char_ms, error_rate, silence,
   clipping, noise, truncate_ms, wrong_sample_rate, empty, invalid_wav, and ``reset``) changes
   them at run time and answers the new state; invalid input -> 400 and nothing changes.
 
@@ -22,7 +22,7 @@ HTTP/1.1 keep-alive with Content-Length on every answer; TCP_NODELAY on every co
 (``http.server`` writes headers and body as two segments; with Nagle on, each response behind
 Envoy would wait ~40 ms for a delayed ACK).
 
-    python -m extproc.stack.tts_standin --version v2 --port 18082 --latency-ms 50
+    python -m extproc.standins.server --version v2 --port 18082 --latency-ms 50
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from extproc.stack.speech import (
+from extproc.standins.faults import Faults
+from extproc.standins.speech import (
     DEFAULT_VOICE,
     ESPEAK_RATE,
     VOICES,
@@ -53,7 +54,6 @@ from extproc.stack.speech import (
     SpeechUnavailable,
     espeak_available,
 )
-from extproc.stack.standin_faults import Faults
 
 __all__ = ["Faults", "TtsHandler", "TtsStandinServer", "main"]
 
