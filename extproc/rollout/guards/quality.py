@@ -62,6 +62,7 @@ class Pair:
     text: str
     v1: Figures | None
     v2: Figures | None
+    seq: int | None = None  # the round's number in the probe process (from ``total``)
 
     def side(self, cohort: str) -> Figures | None:
         return self.v1 if cohort == "v1" else self.v2
@@ -71,8 +72,11 @@ def parse_pairs(answer: Any) -> tuple[Pair, ...]:
     """The pairs of a ``/pairs`` answer; ValueError for anything else."""
     if not isinstance(answer, dict) or not isinstance(answer.get("pairs"), list):
         raise ValueError("expected an object with a 'pairs' list")
+    total = answer.get("total")
+    if isinstance(total, bool) or not isinstance(total, int) or total < len(answer["pairs"]):
+        total = None  # an older probe process: no round numbers, compare guards hold
     pairs = []
-    for item in answer["pairs"]:
+    for index, item in enumerate(answer["pairs"]):
         if not isinstance(item, dict):
             raise ValueError("a pair is not an object")
         age = item.get("age")
@@ -81,7 +85,8 @@ def parse_pairs(answer: Any) -> tuple[Pair, ...]:
         v1, v2 = item.get("v1"), item.get("v2")
         if not all(side is None or isinstance(side, dict) for side in (v1, v2)):
             raise ValueError("a pair's side is neither figures nor null")
-        pairs.append(Pair(float(age), str(item.get("text", "")), v1, v2))
+        seq = None if total is None else total - index  # newest first: total, total - 1, ...
+        pairs.append(Pair(float(age), str(item.get("text", "")), v1, v2, seq))
     return tuple(pairs)
 
 
@@ -94,6 +99,11 @@ def reading(guard: Guard, pairs: Iterable[Pair]) -> Reading:
         return _paired(guard.signal, recent)
     values = [v for p in recent if (v := _figure(guard.signal, p.side(guard.cohort))) is not None]
     return _mean(values, f"{guard.cohort} answers")
+
+
+def figure(signal: str, figures: Figures | None) -> float | None:
+    """``signal``'s figure of one valid answer (None: invalid, failed or not scored)."""
+    return _figure(signal, figures)
 
 
 def _figure(signal: str, figures: Figures | None) -> float | None:
@@ -183,6 +193,15 @@ class QualitySource:
             return
         self.last_error = None
         self._pairs = pairs
+
+    def paired_rounds(self) -> tuple[tuple[Pair, ...] | None, str]:
+        """The rounds of the last fetch, newest first, for compare guards (which need the
+        round numbers); None and why when there are none to trust."""
+        if self.last_error is not None:
+            return None, f"probe process unreachable: {self.last_error}"
+        if any(p.seq is None for p in self._pairs):
+            return None, "the probe process does not number its rounds (no 'total')"
+        return self._pairs, ""
 
     def read(self, guard: Guard) -> Reading:
         if self.last_error is not None:
