@@ -4,9 +4,13 @@ The probe process (``extproc quality probe``, see docs/audio-gate.md) sends the 
 v1 and to v2 at a fixed interval, scores both answers and serves the recent pairs over HTTP:
 
     GET /pairs?horizon=SECONDS  ->  {"pairs": [{"age": 12.5, "text": "numbers-1",
-                                      "v1": {figures} | null, "v2": {figures} | null}, ...]}
+                                      "v1": {figures} | null, "v2": {figures} | null}, ...],
+                                     "total": 1234}
 
-``age`` is seconds before the answer (the probe process's own monotonic clock, so no clock
+``total`` counts every round the process has logged, so the newest pair is round number
+``total`` and the list (newest first) numbers itself downwards: compare guards on audio
+figures (guards/paired_compare.py) count each round once by that number. ``age`` is seconds
+before the answer (the probe process's own monotonic clock, so no clock
 skew between hosts matters); a side is ``null`` when its request failed (no HTTP 200: that is
 the error guards' business, not audio). ``figures`` are the scorer's ``AudioFigures.as_dict()``:
 ``valid``, ``duration_s``, ``silence_ratio``, ``clipping_ratio``, ``mos``, ``wer``, ... (None
