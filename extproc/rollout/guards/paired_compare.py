@@ -34,7 +34,7 @@ PAIRED_TAU = {"mos": 0.2, "asr_wer": 0.1, "silence_ratio": 0.05, "clipping_ratio
 #: between two checks with room for a late check (older rounds are already counted).
 PAIRED_HORIZON = 300.0
 
-Rounds = tuple[tuple[Pair, ...] | None, str]
+Rounds = tuple[tuple[tuple[Pair, ...], int] | None, str]  # (rounds, newest number), or why not
 
 
 @runtime_checkable
@@ -76,10 +76,10 @@ class PairedComparisons:
     def judge(self, guard: Guard, source: object, stage: str, at: float) -> Figure:
         if not isinstance(source, PairedRounds):
             return hold(guard, "no probe source: run the controller with --quality", 0.0)
-        rounds, why = source.paired_rounds()
-        if rounds is None:
+        answer, why = source.paired_rounds()
+        if answer is None:
             return hold(guard, why, 0.0)
-        newest = max((p.seq or 0 for p in rounds), default=0)
+        rounds, newest = answer
         track = self._tracks.get(guard.name)
         if track is None or track.stage != stage or newest < track.last_seq:
             self._tracks[guard.name] = PairedTrack(stage, at, newest)

@@ -74,11 +74,7 @@ class Pair:
 
 def parse_pairs(answer: Any) -> tuple[Pair, ...]:
     """The pairs of a ``/pairs`` answer; ValueError for anything else."""
-    if not isinstance(answer, dict) or not isinstance(answer.get("pairs"), list):
-        raise ValueError("expected an object with a 'pairs' list")
-    total = answer.get("total")
-    if isinstance(total, bool) or not isinstance(total, int) or total < len(answer["pairs"]):
-        total = None  # an older probe process: no round numbers, compare guards hold
+    total = round_count(answer)
     pairs = []
     for index, item in enumerate(answer["pairs"]):
         if not isinstance(item, dict):
@@ -92,6 +88,17 @@ def parse_pairs(answer: Any) -> tuple[Pair, ...]:
         seq = None if total is None else total - index  # newest first: total, total - 1, ...
         pairs.append(Pair(float(age), str(item.get("text", "")), v1, v2, seq))
     return tuple(pairs)
+
+
+def round_count(answer: Any) -> int | None:
+    """``total`` of a ``/pairs`` answer: the number of the newest round (None: an older
+    probe process without it; compare guards on audio figures then hold)."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("pairs"), list):
+        raise ValueError("expected an object with a 'pairs' list")
+    total = answer.get("total")
+    if isinstance(total, bool) or not isinstance(total, int) or total < len(answer["pairs"]):
+        return None
+    return total
 
 
 def reading(guard: Guard, pairs: Iterable[Pair]) -> Reading:
@@ -184,28 +191,31 @@ class QualitySource:
         self.last_error: str | None = None
         self._fetch = fetch
         self._pairs: tuple[Pair, ...] = ()
+        self._total: int | None = None
 
     async def refresh(self) -> None:
         """Fetch the recent pairs once (or remember why not: the guards then hold)."""
         try:
             body = await asyncio.to_thread(self._fetch, self.url, self.timeout)
-            pairs = parse_pairs(json.loads(body))
+            answer = json.loads(body)
+            pairs, total = parse_pairs(answer), round_count(answer)
         except (OSError, ValueError) as exc:
             if self.last_error is None:
                 log.warning("probe process %s unreachable: %s", self.url, exc)
             self.last_error = str(exc) or type(exc).__name__
             return
         self.last_error = None
-        self._pairs = pairs
+        self._pairs, self._total = pairs, total
 
-    def paired_rounds(self) -> tuple[tuple[Pair, ...] | None, str]:
-        """The rounds of the last fetch, newest first, for compare guards (which need the
-        round numbers); None and why when there are none to trust."""
+    def paired_rounds(self) -> tuple[tuple[tuple[Pair, ...], int] | None, str]:
+        """The rounds of the last fetch, newest first, and the newest round's number, for
+        compare guards (which count each round once); None and why when there are none to
+        trust."""
         if self.last_error is not None:
             return None, f"probe process unreachable: {self.last_error}"
-        if any(p.seq is None for p in self._pairs):
+        if self._total is None:
             return None, "the probe process does not number its rounds (no 'total')"
-        return self._pairs, ""
+        return (self._pairs, self._total), ""
 
     def read(self, guard: Guard) -> Reading:
         if self.last_error is not None:

@@ -50,14 +50,14 @@ class FakeProbe:
 
     def __init__(self) -> None:
         self.rounds: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
-        self.restarted = 0
+        self.quiet = False  # no round inside the horizon (a stalled scorer)
 
     def play(self, v1: dict[str, Any] | None, v2: dict[str, Any] | None) -> None:
         self.rounds.append((v1, v2))
 
     def fetch(self, url: str, timeout: float) -> bytes:
         assert f"horizon={PAIRED_HORIZON:g}" in url
-        recent = list(reversed(self.rounds))[:30]
+        recent = [] if self.quiet else list(reversed(self.rounds))[:30]
         pairs = [
             {"age": 10.0 * i, "text": f"t{i % 10}", "v1": v1, "v2": v2}
             for i, (v1, v2) in enumerate(recent)
@@ -135,6 +135,28 @@ def test_each_round_counts_once_and_none_from_before_the_stage() -> None:
     assert check(15.0).samples == 1
     # a new stage starts over too
     assert compare.judge(guard, source, "ramping/1/2000", 16.0).verdict is Verdict.HOLD
+
+
+def test_a_quiet_horizon_keeps_the_test_and_the_next_rounds_count() -> None:
+    """No round inside the horizon for a while (scorer stalled): the round numbers have not
+    gone down, so the stage's test goes on with what it had."""
+    probe, compare = FakeProbe(), PairedComparisons()
+    source = QualitySource("http://probe", PAIRED_HORIZON, fetch=probe.fetch)
+    guard = guards()["mos-vs-v1"]
+
+    def check(at: float) -> Any:
+        asyncio.run(source.refresh())
+        return compare.judge(guard, source, "s", at)
+
+    check(0.0)
+    for t in range(1, 11):
+        probe.play(side(3.5), side(3.5))
+        check(float(t))
+    probe.quiet = True
+    assert check(20.0).samples == 10
+    probe.quiet = False
+    probe.play(side(3.5), side(3.5))
+    assert check(21.0).samples == 11
 
 
 def test_no_probe_process_or_unnumbered_rounds_hold() -> None:
