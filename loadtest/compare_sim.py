@@ -20,6 +20,13 @@ import time
 
 import numpy as np
 
+from loadtest.compare.paired_sim import (
+    PAIRED_METHODS,
+    PairedScenario,
+    Probing,
+    draw,
+    fail_rounds,
+)
 from loadtest.compare.simulate import METHODS, Scenario, Traffic, run
 
 SCENARIOS = (
@@ -33,6 +40,46 @@ SCENARIOS = (
     Scenario("MOS A/A", "mos", margin=0.0, v2=0.0),
     Scenario("MOS -0.2", "mos", margin=0.05, v2=-0.2),
 )
+
+#: --paired: the probes' paired MOS differences (docs/comparison-guards.md, audio figures)
+PAIRED_SCENARIOS = (
+    PairedScenario("MOS A/A (paired)", drop=0.0, margin=0.0),
+    PairedScenario("MOS A/A, margin 0.2 (paired)", drop=0.0, margin=0.2),
+    PairedScenario("MOS -0.2 = the margin (paired)", drop=0.2, margin=0.2),
+    PairedScenario("MOS -0.2 (paired)", drop=0.2, margin=0.05),
+    PairedScenario("MOS -0.2 (paired)", drop=0.2, margin=0.1),
+    PairedScenario("MOS -0.4 (paired)", drop=0.4, margin=0.2),
+    PairedScenario("MOS -0.6 (paired)", drop=0.6, margin=0.2),
+)
+
+
+def paired_rows(args: argparse.Namespace, alpha: float) -> list[dict[str, object]]:
+    """The paired scenarios: rounds every --probe-interval s over --stage-minutes."""
+    probing = Probing(
+        interval=args.probe_interval,
+        stage_seconds=args.stage_minutes * 60.0,
+        noise=args.noise,
+        min_samples=args.min_pairs,
+    )
+    rows: list[dict[str, object]] = []
+    for index, scenario in enumerate(PAIRED_SCENARIOS):
+        if args.only and args.only not in scenario.name:
+            continue
+        diffs = draw(scenario, probing, args.stages, args.seed + 100 + index)
+        fails = fail_rounds(diffs, scenario, probing, alpha)
+        for method in PAIRED_METHODS:
+            detected = fails[method] >= 0
+            seconds = (fails[method][detected] + 1) * probing.interval
+            null = scenario.drop <= scenario.margin
+            rows.append(
+                {"scenario": scenario.name, "metric": "mos", "margin": scenario.margin,
+                 "method": method, "rate": float(detected.mean()),
+                 "kind": "false alarms" if null else "power",
+                 "median_s": float(np.median(seconds)) if seconds.size else None,
+                 "p90_s": float(np.percentile(seconds, 90)) if seconds.size else None,
+                 "max_s": float(seconds.max()) if seconds.size else None}
+            )  # fmt: skip
+    return rows
 
 
 def summarize(scenario: Scenario, traffic: Traffic, fail_look: np.ndarray) -> dict[str, object]:
@@ -59,6 +106,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--only", default="", help="run scenarios whose name contains this")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--paired", action="store_true", help="the probes' paired MOS test instead")
+    parser.add_argument("--probe-interval", type=float, default=10.0, help="seconds (--paired)")
+    parser.add_argument("--noise", type=float, default=0.25, help="MOS sd per answer (--paired)")
+    parser.add_argument("--min-pairs", type=int, default=18, help="min_samples (--paired)")
     args = parser.parse_args()
     traffic = Traffic(
         rate=args.rate,
@@ -68,8 +119,8 @@ def main() -> None:
     )
     alpha = args.alpha / 100.0
     began = time.perf_counter()
-    rows = []
-    for index, scenario in enumerate(SCENARIOS):
+    rows = paired_rows(args, alpha) if args.paired else []
+    for index, scenario in enumerate(() if args.paired else SCENARIOS):
         if args.only and args.only not in scenario.name:
             continue
         outcome = run(scenario, traffic, alpha, args.stages, args.seed + index)
@@ -83,12 +134,19 @@ def main() -> None:
     if args.json:
         print(json.dumps({"args": vars(args), "elapsed_s": elapsed, "rows": rows}))
         return
-    print(
-        f"{args.stages} stages of {args.stage_minutes:g} min, a look every "
-        f"{args.look_seconds:g} s, {args.rate:g} req/s, v2 share {args.share:g}%, "
-        f"alpha {args.alpha:g}%, MOS scored on {traffic.mos_sampled:.0%} of requests; "
-        f"{elapsed:.1f} s"
-    )
+    if args.paired:
+        print(
+            f"{args.stages} stages of {args.stage_minutes:g} min, a probe round every "
+            f"{args.probe_interval:g} s (a look after each), MOS noise sd {args.noise:g} per "
+            f"answer, min {args.min_pairs} pairs, alpha {args.alpha:g}%; {elapsed:.1f} s"
+        )
+    else:
+        print(
+            f"{args.stages} stages of {args.stage_minutes:g} min, a look every "
+            f"{args.look_seconds:g} s, {args.rate:g} req/s, v2 share {args.share:g}%, "
+            f"alpha {args.alpha:g}%, MOS scored on {traffic.mos_sampled:.0%} of requests; "
+            f"{elapsed:.1f} s"
+        )
     print()
     print("| scenario | margin | method | false alarms / power | median TTD | p90 TTD | max TTD |")
     print("|---|---|---|---|---|---|---|")

@@ -173,7 +173,7 @@ class Controller:
             self.checks += 1
 
     def _compare(self, guard: Guard) -> Figure:
-        source = self.sources.get("envoy")
+        source = self.sources.get(family(guard))
         return self.comparisons.judge(guard, source, self._stage, self.clock.monotonic())
 
     def _tick(self, evaluation: Evaluation) -> Transition | None:

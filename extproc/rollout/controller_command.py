@@ -34,6 +34,7 @@ from extproc.rollout.clock import Clock, ScaledClock, SystemClock, parse_start
 from extproc.rollout.controller import DEFAULT_INTERVAL, Controller
 from extproc.rollout.guards.exposition import GuardCollector, guard_registry
 from extproc.rollout.guards.judge import Source, family
+from extproc.rollout.guards.paired_compare import PAIRED_HORIZON
 from extproc.rollout.guards.quality import DEFAULT_QUALITY_URL, QualitySource
 from extproc.rollout.guards.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
 from extproc.rollout.notify.metrics import NotifyMetrics
@@ -141,7 +142,11 @@ def build_sources(
     if "quality" in families:
         if not quality:
             raise ValueError(f"the policy has quality guards: --quality (or {QUALITY.env})")
-        horizon = max(g.window for g in policy.guards if family(g) == "quality")
+        horizon = max(
+            PAIRED_HORIZON if g.compare is not None else g.window
+            for g in policy.guards
+            if family(g) == "quality"
+        )
         sources["quality"] = QualitySource(quality, horizon)
     return sources
 

@@ -28,7 +28,10 @@ A ``compare`` guard judges v2 against v1 over the current stage with an always-v
 sequential test (docs/comparison-guards.md): it fails only when v2 is worse than v1 by more
 than ``margin`` (relative: 10% = 1.1 x v1's latency or error rate) at confidence
 ``1 - alpha``, holds while either cohort has fewer than ``min_samples`` (default 100), and
-passes otherwise. It takes no signal, cohort, threshold, window or query.
+passes otherwise. It takes no signal, cohort, threshold, window or query. The audio metrics
+``mos``, ``asr_wer``, ``silence_ratio`` and ``clipping_ratio`` compare the probes' paired
+figures (same text; samples are pairs): the margin is absolute, a number for ``mos`` (0.2 =
+v2 up to 0.2 MOS below v1) and ``asr_wer``, percentage points for the ratios (``5%``).
 
 Quality signals (read from the probe process, docs/audio-gate.md): ``mos`` (cohort v2 or v1:
 breach *below* the threshold; cohort v2-v1: the drop v1 - v2, breach above), ``asr_wer``,
@@ -71,9 +74,13 @@ PAIRED_ONLY = ("truncation",)
 SIGNALS = ("latency_p95", "latency_p99", "error_rate", "promql", *QUALITY_SIGNALS)
 COHORTS = ("v2", "v1", "v2-v1")
 COMPARE = "compare"  # the signal of a compare guard
-COMPARE_METRICS = ("latency", "error_rate")
+#: Audio figures a compare guard can judge on the probes' pairs, with the bound of one
+#: paired difference (MOS 1..5; WER capped at 1 per answer; ratios 0..1).
+PAIRED_BOUNDS = {"mos": 4.0, "asr_wer": 1.0, "silence_ratio": 1.0, "clipping_ratio": 1.0}
+COMPARE_METRICS = ("latency", "error_rate", *PAIRED_BOUNDS)
 ALPHA_RANGE = (1, BUCKETS // 10)  # 0.01 % .. 10 %, in buckets
 COMPARE_MIN_SAMPLES = 100
+PAIRED_MIN_SAMPLES = 20  # pairs: about 3 minutes of probes at the default 10 s interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +88,13 @@ class Comparison:
     """v2 against v1: fail when v2 is worse than (1 + margin) x v1 at confidence 1 - alpha."""
 
     metric: str  # one of COMPARE_METRICS
-    margin: float  # relative, 0.1 = 10 %
+    margin: float  # relative for latency and error_rate (0.1 = 10 %), else absolute points
     alpha: float  # 0.01 = 1 %
+
+    @property
+    def paired(self) -> bool:
+        """An audio figure judged on the probes' pairs (same text), not Envoy's counts."""
+        return self.metric in PAIRED_BOUNDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +311,18 @@ def _threshold(r: Reader, node: Node, path: str, signal: str) -> float:
     return float(node.value)
 
 
+def _margin(r: Reader, node: Node, path: str, metric: str) -> float:
+    """Relative for latency and error rates; MOS and WER points; ratios in percentage
+    points (``5%`` = 0.05), below the bound of one difference."""
+    if metric not in PAIRED_BOUNDS:
+        return r.share(node, path) / BUCKETS
+    margin = _threshold(r, node, path, metric)
+    bound = PAIRED_BOUNDS[metric]
+    if not 0 <= margin < bound:
+        r.fail(node, path, f"margin for {metric} must be at least 0 and below {bound:g}")
+    return margin
+
+
 def _has_key(node: Node, key: str) -> bool:
     return isinstance(node, MappingNode) and any(
         isinstance(k, ScalarNode) and k.value == key for k, _ in node.value
@@ -312,7 +336,7 @@ def _compare_guard(r: Reader, m: dict[str, Node], path: str, name: str) -> Guard
     if metric not in COMPARE_METRICS:
         allowed = ", ".join(COMPARE_METRICS)
         r.fail(c["metric"], f"{where}.metric", f"{metric!r} is not a metric; allowed: {allowed}")
-    margin = r.share(c["margin"], f"{where}.margin") / BUCKETS
+    margin = _margin(r, c["margin"], f"{where}.margin", metric)
     alpha = BUCKETS // 100
     if "alpha" in c:
         alpha = r.share(c["alpha"], f"{where}.alpha")
@@ -327,7 +351,7 @@ def _compare_guard(r: Reader, m: dict[str, Node], path: str, name: str) -> Guard
         min_samples=(
             r.integer(m["min_samples"], f"{path}.min_samples", 1, 10**9)
             if "min_samples" in m
-            else COMPARE_MIN_SAMPLES
+            else (PAIRED_MIN_SAMPLES if metric in PAIRED_BOUNDS else COMPARE_MIN_SAMPLES)
         ),
         compare=Comparison(metric=metric, margin=margin, alpha=alpha / BUCKETS),
     )

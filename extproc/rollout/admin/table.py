@@ -7,7 +7,7 @@ test clock reads right too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 PERCENT_SIGNALS = (
@@ -162,20 +162,37 @@ def _figure_row(figure: dict[str, Any]) -> list[str]:
 
 def _compare_row(figure: dict[str, Any]) -> list[str]:
     c = figure["compare"]
+    show = _effect_format(c["metric"])
     level = f"{(1 - c['alpha']) * 100:g}%"
-    interval = f"[{_change(c['effect_low'])}, {_change(c['effect_high'])}] {level}"
+    interval = f"[{show(c['effect_low'])}, {show(c['effect_high'])}] {level}"
     e_value = "-" if c["e_value"] is None else f"{c['e_value']:.3g}"
+    samples = f"{c['samples_v2']}/{c['samples_v1']}"
+    if c["metric"] in _PAIRED:
+        samples = f"{c['samples_v2']} pairs"
     return [
         figure["name"],
-        c["metric"],
-        _change(figure["value"]),
+        "mos drop" if c["metric"] == "mos" else c["metric"],
+        show(figure["value"]),
         interval,
-        _change(figure["threshold"]),
+        show(figure["threshold"]),
         f"{c['p_value']:.3g} (fail <= {c['alpha']:g})",
         e_value,
-        f"{c['samples_v2']}/{c['samples_v1']} (min {figure['min_samples']})",
+        f"{samples} (min {figure['min_samples']})",
         figure["verdict"] or "-",
     ]
+
+
+_PAIRED = ("mos", "asr_wer", "silence_ratio", "clipping_ratio")
+
+
+def _effect_format(metric: str) -> Callable[[float | None], str]:
+    """Relative changes for latency and error rates; the audio metrics' paired differences
+    (worse-positive) as numbers (MOS, WER) or percentage points (ratios)."""
+    if metric.endswith("_ratio"):
+        return lambda v: "?" if v is None else f"{v * 100:+.1f}pp"
+    if metric in _PAIRED:
+        return lambda v: "?" if v is None else f"{v:+.3f}"
+    return _change
 
 
 def _change(value: float | None) -> str:

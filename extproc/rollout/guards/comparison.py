@@ -22,6 +22,7 @@ from extproc.rollout.compare.histogram import Histogram
 from extproc.rollout.compare.rates import Counts
 from extproc.rollout.guards.envoy_stats import ClusterCounts, difference
 from extproc.rollout.guards.judge import Figure
+from extproc.rollout.guards.paired_compare import PairedComparisons
 from extproc.rollout.policy import Guard
 from extproc.rollout.state import Verdict
 
@@ -59,9 +60,13 @@ class Comparisons:
 
     def __init__(self) -> None:
         self._tracks: dict[str, Track] = {}
+        self.paired = PairedComparisons()  # the audio metrics, on the probes' pairs
 
     def judge(self, guard: Guard, source: object, stage: str, at: float) -> Figure:
-        """``guard`` (a compare guard) at monotonic time ``at`` on ``source``'s totals."""
+        """``guard`` (a compare guard) at monotonic time ``at`` on ``source``'s totals
+        (the quality source's numbered rounds for an audio metric)."""
+        if guard.compare is not None and guard.compare.paired:
+            return self.paired.judge(guard, source, stage, at)
         if not isinstance(source, CohortTotals):
             return _hold(guard, "this source has no per-cohort counts", 0.0)
         totals, why = source.cohort_totals()

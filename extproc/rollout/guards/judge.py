@@ -177,7 +177,10 @@ def _no_compare(guard: Guard) -> Figure:
 
 def family(guard: Guard) -> str:
     """Which source serves ``guard``: ``promql`` for PromQL, ``quality`` for the audio
-    signals (the probe process), ``envoy`` for latency and errors."""
+    signals and audio compare guards (the probe process), ``envoy`` for latency and errors
+    (and their compare guards)."""
     if guard.signal == "promql":
         return "promql"
+    if guard.compare is not None:
+        return "quality" if guard.compare.paired else "envoy"
     return "quality" if guard.signal in QUALITY_SIGNALS else "envoy"

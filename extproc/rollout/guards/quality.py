@@ -4,9 +4,13 @@ The probe process (``extproc quality probe``, see docs/audio-gate.md) sends the 
 v1 and to v2 at a fixed interval, scores both answers and serves the recent pairs over HTTP:
 
     GET /pairs?horizon=SECONDS  ->  {"pairs": [{"age": 12.5, "text": "numbers-1",
-                                      "v1": {figures} | null, "v2": {figures} | null}, ...]}
+                                      "v1": {figures} | null, "v2": {figures} | null}, ...],
+                                     "total": 1234}
 
-``age`` is seconds before the answer (the probe process's own monotonic clock, so no clock
+``total`` counts every round the process has logged, so the newest pair is round number
+``total`` and the list (newest first) numbers itself downwards: compare guards on audio
+figures (guards/paired_compare.py) count each round once by that number. ``age`` is seconds
+before the answer (the probe process's own monotonic clock, so no clock
 skew between hosts matters); a side is ``null`` when its request failed (no HTTP 200: that is
 the error guards' business, not audio). ``figures`` are the scorer's ``AudioFigures.as_dict()``:
 ``valid``, ``duration_s``, ``silence_ratio``, ``clipping_ratio``, ``mos``, ``wer``, ... (None
@@ -62,6 +66,7 @@ class Pair:
     text: str
     v1: Figures | None
     v2: Figures | None
+    seq: int | None = None  # the round's number in the probe process (from ``total``)
 
     def side(self, cohort: str) -> Figures | None:
         return self.v1 if cohort == "v1" else self.v2
@@ -69,10 +74,9 @@ class Pair:
 
 def parse_pairs(answer: Any) -> tuple[Pair, ...]:
     """The pairs of a ``/pairs`` answer; ValueError for anything else."""
-    if not isinstance(answer, dict) or not isinstance(answer.get("pairs"), list):
-        raise ValueError("expected an object with a 'pairs' list")
+    total = round_count(answer)
     pairs = []
-    for item in answer["pairs"]:
+    for index, item in enumerate(answer["pairs"]):
         if not isinstance(item, dict):
             raise ValueError("a pair is not an object")
         age = item.get("age")
@@ -81,8 +85,20 @@ def parse_pairs(answer: Any) -> tuple[Pair, ...]:
         v1, v2 = item.get("v1"), item.get("v2")
         if not all(side is None or isinstance(side, dict) for side in (v1, v2)):
             raise ValueError("a pair's side is neither figures nor null")
-        pairs.append(Pair(float(age), str(item.get("text", "")), v1, v2))
+        seq = None if total is None else total - index  # newest first: total, total - 1, ...
+        pairs.append(Pair(float(age), str(item.get("text", "")), v1, v2, seq))
     return tuple(pairs)
+
+
+def round_count(answer: Any) -> int | None:
+    """``total`` of a ``/pairs`` answer: the number of the newest round (None: an older
+    probe process without it; compare guards on audio figures then hold)."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("pairs"), list):
+        raise ValueError("expected an object with a 'pairs' list")
+    total = answer.get("total")
+    if isinstance(total, bool) or not isinstance(total, int) or total < len(answer["pairs"]):
+        return None
+    return total
 
 
 def reading(guard: Guard, pairs: Iterable[Pair]) -> Reading:
@@ -94,6 +110,11 @@ def reading(guard: Guard, pairs: Iterable[Pair]) -> Reading:
         return _paired(guard.signal, recent)
     values = [v for p in recent if (v := _figure(guard.signal, p.side(guard.cohort))) is not None]
     return _mean(values, f"{guard.cohort} answers")
+
+
+def figure(signal: str, figures: Figures | None) -> float | None:
+    """``signal``'s figure of one valid answer (None: invalid, failed or not scored)."""
+    return _figure(signal, figures)
 
 
 def _figure(signal: str, figures: Figures | None) -> float | None:
@@ -170,19 +191,31 @@ class QualitySource:
         self.last_error: str | None = None
         self._fetch = fetch
         self._pairs: tuple[Pair, ...] = ()
+        self._total: int | None = None
 
     async def refresh(self) -> None:
         """Fetch the recent pairs once (or remember why not: the guards then hold)."""
         try:
             body = await asyncio.to_thread(self._fetch, self.url, self.timeout)
-            pairs = parse_pairs(json.loads(body))
+            answer = json.loads(body)
+            pairs, total = parse_pairs(answer), round_count(answer)
         except (OSError, ValueError) as exc:
             if self.last_error is None:
                 log.warning("probe process %s unreachable: %s", self.url, exc)
             self.last_error = str(exc) or type(exc).__name__
             return
         self.last_error = None
-        self._pairs = pairs
+        self._pairs, self._total = pairs, total
+
+    def paired_rounds(self) -> tuple[tuple[tuple[Pair, ...], int] | None, str]:
+        """The rounds of the last fetch, newest first, and the newest round's number, for
+        compare guards (which count each round once); None and why when there are none to
+        trust."""
+        if self.last_error is not None:
+            return None, f"probe process unreachable: {self.last_error}"
+        if self._total is None:
+            return None, "the probe process does not number its rounds (no 'total')"
+        return (self._pairs, self._total), ""
 
     def read(self, guard: Guard) -> Reading:
         if self.last_error is not None:

@@ -112,7 +112,14 @@ class Gate:
 
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
-    run_dir = tmp_path_factory.mktemp("quality-gate")
+    with gate_running(tmp_path_factory.mktemp("quality-gate")) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def gate_running(run_dir: Path) -> Iterator[Gate]:
+    """A stack with the probe listener and a probe process (PROBE_ARGS), stopped at the end
+    of the block (the logs printed if the block failed)."""
     state = run_dir / "state.json"
     stack = Stack.with_free_ports(
         probe_listener=True, run_dir=run_dir, sidecar_args=["--state", str(state)]
@@ -145,6 +152,13 @@ def controller_running(gate: Gate, policy: Policy) -> Iterator[Controller]:
     controller = Controller(
         policy, FileStateStore(gate.state), sources, clock=clock, interval=CHECK_INTERVAL
     )
+    with run_controller_thread(controller):
+        yield controller
+
+
+@contextlib.contextmanager
+def run_controller_thread(controller: Controller) -> Iterator[None]:
+    """``controller.run()`` in a thread until the block ends; its exceptions fail the test."""
     failures: list[BaseException] = []
 
     def main() -> None:
@@ -157,7 +171,7 @@ def controller_running(gate: Gate, policy: Policy) -> Iterator[Controller]:
     thread.start()
     try:
         wait_until(lambda: controller.checks >= 1 or bool(failures), "a first check", 10)
-        yield controller
+        yield
     finally:
         controller.request_stop()
         thread.join(timeout=10)
