@@ -25,7 +25,7 @@ from extproc.rollout.policy import parse_policy
 from extproc.rollout.stores.state_store import FileStateStore
 from extproc.stack import client
 from extproc.stack.processes import wait_until
-from extproc.stack.speech import espeak_available
+from extproc.standins.speech import espeak_available
 from tests.e2e.quality.test_quality_gate import (
     MIXED,
     RECOVERY,
