@@ -39,6 +39,7 @@ def _settings_epilog() -> str:
         S.LOG_LEVEL,
         S.SAMPLE_RATE,
         S.SAMPLE_CPU,
+        S.SAMPLE_SCORER,
         S.Setting(ID_HASH_ENV, "", "secret of the keyed user-id hash; '' = random per process"),
     ]
     lines = ["environment (flags win):"]
@@ -79,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
                 workers=S.workers_count(args.workers),
                 sample_rates=S.sample_rates(args.sample_rate),
                 sample_cpu=S.positive_float(S.SAMPLE_CPU.env, S.env(S.SAMPLE_CPU)),
+                sample_scorer=S.env(S.SAMPLE_SCORER),
             )
         )
         worker = WorkerChannel.from_env()

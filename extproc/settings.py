@@ -53,6 +53,12 @@ SAMPLE_RATE = Setting(
 SAMPLE_CPU = Setting(
     "EXTPROC_SAMPLE_CPU", "0.25", "CPU budget of live scoring in cores; over it, samples drop"
 )
+SAMPLE_SCORER = Setting(
+    "EXTPROC_SAMPLE_SCORER",
+    "extproc.quality:assess",
+    "live scoring function (module:function, the probes' --scorer interface), run in the"
+    " scoring child",
+)
 SAMPLE_COHORTS = ("v1", "v2")
 
 
@@ -76,6 +82,7 @@ class ServeSettings:
     #: Live sampling: (cohort, fraction) pairs; empty or all 0 = off (docs/audio-gate.md).
     sample_rates: tuple[tuple[str, float], ...] = ()
     sample_cpu: float = 0.25
+    sample_scorer: str = SAMPLE_SCORER.default
 
     @property
     def sampling(self) -> bool:

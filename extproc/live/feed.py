@@ -26,11 +26,12 @@ from typing import Protocol
 
 from extproc.live.metrics import LiveMetrics
 from extproc.probes.budget import CpuBudget
-from extproc.probes.scoring import Job, Scored, ScorerFailed, ScorerProcess
+from extproc.probes.scoring import DEFAULT_SCORER, Job, Scored, ScorerFailed, ScorerProcess
 
 log = logging.getLogger("extproc.live")
 
 QUEUE_SIZE = 8
+SCORER_TIMEOUT = 60.0  # seconds for one sample; longer: the child is killed (counted)
 #: Caps of the copies taken from a sampled request (Envoy hands over at most its buffer).
 TEXT_CAP = 64 << 10
 AUDIO_CAP = 4 << 20
@@ -67,11 +68,14 @@ class LiveFeed:
         cpu_cores: float = 0.25,
         queue_size: int = QUEUE_SIZE,
         scorer: Scorer | None = None,
+        scorer_name: str = DEFAULT_SCORER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.metrics = metrics
         self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=queue_size)
-        self._scorer: Scorer = scorer if scorer is not None else ScorerProcess(timeout=60.0)
+        self._scorer: Scorer = (
+            scorer if scorer is not None else ScorerProcess(scorer_name, timeout=SCORER_TIMEOUT)
+        )
         self._clock = clock
         self._budget = CpuBudget(cpu_cores, max(2.0, 8 * cpu_cores), clock())
         self._thread = threading.Thread(target=self._run, name="live-scoring", daemon=True)

@@ -86,7 +86,11 @@ def _processor(
     from extproc.live.sampler import Sampler
     from extproc.sidecar.sampling import SamplingProcessor
 
-    feed = LiveFeed(LiveMetrics(metrics.registry), cpu_cores=settings.sample_cpu).start()
+    feed = LiveFeed(
+        LiveMetrics(metrics.registry),
+        cpu_cores=settings.sample_cpu,
+        scorer_name=settings.sample_scorer,
+    ).start()
     sampler = Sampler(settings.sample_rates)
     log.info("live sampling on: %s, scoring budget %g cores", sampler.rates, settings.sample_cpu)
     return SamplingProcessor(holder, observer, sampler, feed), feed
