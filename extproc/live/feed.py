@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from extproc.probes.scoring import DEFAULT_SCORER, Job, Scored, ScorerFailed, Sc
 log = logging.getLogger("extproc.live")
 
 QUEUE_SIZE = 8
+WARM_UP_TEXT = "warm up the scorers"
 SCORER_TIMEOUT = 60.0  # seconds for one sample; longer: the child is killed (counted)
 #: Caps of the copies taken from a sampled request (Envoy hands over at most its buffer).
 TEXT_CAP = 64 << 10
@@ -60,6 +62,15 @@ def request_text(body: bytes) -> str:
     return text if isinstance(text, str) else ""
 
 
+def _silence_wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + 2 * int(seconds * rate), b"WAVE", b"fmt ", 16, 1, 1, rate, 2 * rate, 2, 16,
+        b"data", 2 * int(seconds * rate),
+    )  # fmt: skip
+    return header + bytes(2 * int(seconds * rate))
+
+
 class LiveFeed:
     def __init__(
         self,
@@ -80,6 +91,7 @@ class LiveFeed:
         self._budget = CpuBudget(cpu_cores, max(2.0, 8 * cpu_cores), clock())
         self._thread = threading.Thread(target=self._run, name="live-scoring", daemon=True)
         self.scored = 0  # samples scored (tests wait on it)
+        self.warmed = threading.Event()
 
     def start(self) -> LiveFeed:
         self._thread.start()
@@ -110,12 +122,23 @@ class LiveFeed:
         self._scorer.close()
 
     def _run(self) -> None:
+        self._warm_up()
         while (sample := self._queue.get()) is not None:
             try:
                 self._score(sample)
             except Exception:  # never let the thread die: log (no body), go on
                 log.exception("live scoring failed on a %s sample", sample.cohort)
                 self.metrics.record_failure("error")
+
+    def _warm_up(self) -> None:
+        """Start the child and load its models now (half a second of silence, a few words),
+        so that the imports and the model loading do not land on the first sample. Counted
+        nowhere; a failure here only means the first sample starts the child."""
+        try:
+            self._scorer.score(Job(_silence_wav(), WARM_UP_TEXT))
+        except Exception as exc:  # the next sample starts a fresh child
+            log.warning("live scorer warm-up failed: %s", exc)
+        self.warmed.set()
 
     def _score(self, sample: Sample) -> None:
         if not self._budget.allows(self._clock()):

@@ -55,9 +55,13 @@ from extproc.stack.stack import (
 from loadtest.harness import envoy_configs
 from loadtest.harness.tools import pinned
 
-SETUPS = ("native", "naive", "sidecar", "traced", "bare")
+SETUPS = ("native", "naive", "sidecar", "traced", "bare", "premode", "sampled", "sampled-all")
 DEFAULT_SETUPS = ("native", "naive", "sidecar", "traced")
-PROCESSORS = {"naive", "sidecar", "traced", "bare"}
+PROCESSORS = {"naive", "sidecar", "traced", "bare", "premode", "sampled", "sampled-all"}
+# Live sampling (only when asked for): ``premode`` is the sidecar setup on the Envoy config of
+# before live sampling (no allow_mode_override, no forwarded namespace), ``sampled`` samples
+# 1 % of requests per cohort, ``sampled-all`` every request (the added latency of a sampled one).
+SAMPLE_RATES = {"sampled": "0.01", "sampled-all": "1"}
 READY_TIMEOUT = 30.0
 NAIVE_SHARE_PERCENT = "10"
 
@@ -195,6 +199,8 @@ class SystemUnderTest:
         run_dir.mkdir(parents=True, exist_ok=True)
         shipped = envoy_configs.without_access_log(envoy_config.render_config(ports.envoy))
         config = envoy_configs.native_routing(shipped) if setup == "native" else shipped
+        if setup == "premode":
+            config = envoy_configs.without_mode_override(shipped)
         config_path = write_yaml(config, run_dir / f"envoy-{setup}.yaml")
         self.envoy = ManagedProcess(
             f"envoy-{setup}",
@@ -205,6 +211,8 @@ class SystemUnderTest:
         if setup in PROCESSORS:
             argv = pinned(self._processor_argv(options), pinning.sut)
             env = processor_env(options.extra_env)
+            if setup in SAMPLE_RATES:
+                env["EXTPROC_SAMPLE_RATE"] = SAMPLE_RATES[setup]
             if setup == "traced":
                 if not options.otlp_endpoint:
                     raise ValueError("the traced setup needs an OTLP endpoint (OtlpSink)")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from extproc.live.feed import LiveFeed, request_text
+from extproc.live.feed import WARM_UP_TEXT, LiveFeed, request_text
 from extproc.live.metrics import LiveMetrics
 from extproc.probes.scoring import Job, Scored, ScorerFailed, ScorerProcess
 from extproc.stack.processes import wait_until
@@ -33,6 +33,8 @@ class GatedScorer:
         self.fail: str | None = None
 
     def score(self, job: Job) -> Scored:
+        if job.text == WARM_UP_TEXT:  # the feed's start, before any sample
+            return Scored({}, 0.0)
         self.jobs.append(job)
         self.gate.wait(10)
         if self.fail:
