@@ -88,7 +88,7 @@ class LiveFeed:
             scorer if scorer is not None else ScorerProcess(scorer_name, timeout=SCORER_TIMEOUT)
         )
         self._clock = clock
-        self._budget = CpuBudget(cpu_cores, max(2.0, 8 * cpu_cores), clock())
+        self._budget = CpuBudget(cpu_cores, 8 * cpu_cores, clock())  # burst: 8 s of budget
         self._thread = threading.Thread(target=self._run, name="live-scoring", daemon=True)
         self.scored = 0  # samples scored (tests wait on it)
         self.warmed = threading.Event()
