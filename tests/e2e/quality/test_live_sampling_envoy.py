@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import struct
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,3 +106,30 @@ def test_silent_v2_shows_in_the_live_figures_while_users_get_their_audio(
     )
     assert silence["v2"] > 0.9 > 0.5 > silence["v1"]
     assert mos["v2"] < mos["v1"]
+
+
+def test_added_latency_of_a_sampled_request(stack: Stack, tmp_path: Path) -> None:
+    """Printed, not asserted (no timing assertions): the same v1 request alternately through
+    this stack (every request sampled) and a second one with sampling off, paired rounds."""
+    rules = tmp_path / "rules.yaml"
+    shutil.copyfile(DEFAULT_RULES, rules)
+    body = json.dumps({"text": TEXT}).encode()
+    user = {"x-user-id": V1_USERS[0]}
+    with Stack.with_free_ports(run_dir=tmp_path / "unsampled", rules=rules) as plain:
+        for target in (stack, plain):  # warm: the stand-ins cache the synthesized text
+            client.request(target.listener_address, user, body=body, timeout=60)
+        sampled_ms, plain_ms, sizes = [], [], []
+        for _ in range(40):
+            for target, times in ((stack, sampled_ms), (plain, plain_ms)):
+                began = time.perf_counter()
+                reply, audio = client.request(target.listener_address, user, body=body, timeout=60)
+                times.append((time.perf_counter() - began) * 1000)
+                assert reply.status == 200 and whole_wav(audio)
+                sizes.append(len(audio))
+    added = [s - p for s, p in zip(sampled_ms, plain_ms, strict=True)]
+    print(
+        f"\nsampled request (BUFFERED_PARTIAL both bodies, real sidecar, "
+        f"{statistics.median(sizes) // 1024:.0f} KiB WAV): median {statistics.median(plain_ms):.2f}"
+        f" ms unsampled, {statistics.median(sampled_ms):.2f} ms sampled, median paired difference "
+        f"{statistics.median(added):+.2f} ms over {len(added)} pairs (shared machine)"
+    )
