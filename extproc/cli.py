@@ -38,6 +38,9 @@ def _settings_epilog() -> str:
         S.LOOP,
         S.DECISION_LOG,
         S.LOG_LEVEL,
+        S.SAMPLE_RATE,
+        S.SAMPLE_CPU,
+        S.SAMPLE_SCORER,
         S.Setting(ID_HASH_ENV, "", "secret of the keyed user-id hash; '' = random per process"),
         *S.H2_LIMITS,
     ]
@@ -58,6 +61,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--metrics", default=S.env(S.METRICS), help=S.METRICS.help)
     p.add_argument("--state", default=S.env(S.STATE), help=S.STATE.help)
     p.add_argument("--workers", default=S.env(S.WORKERS), help=S.WORKERS.help)
+    p.add_argument("--sample-rate", default=S.env(S.SAMPLE_RATE), help=S.SAMPLE_RATE.help)
     p.set_defaults(func=_serve)
 
 
@@ -77,6 +81,9 @@ def _serve(args: argparse.Namespace) -> int:
                 state=args.state,
                 workers=S.workers_count(args.workers),
                 h2_limits=limits_from_env(),
+                sample_rates=S.sample_rates(args.sample_rate),
+                sample_cpu=S.positive_float(S.SAMPLE_CPU.env, S.env(S.SAMPLE_CPU)),
+                sample_scorer=S.env(S.SAMPLE_SCORER),
             )
         )
         worker = WorkerChannel.from_env()

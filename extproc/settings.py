@@ -48,6 +48,22 @@ WORKERS = Setting(
 MAX_WORKERS = 64
 #: The built-in HTTP/2 server's limits against hostile peers (extproc/h2_limits.py).
 H2_LIMITS = tuple(Setting(env, default, help) for env, default, help in LIMIT_SETTINGS)
+SAMPLE_RATE = Setting(
+    "EXTPROC_SAMPLE_RATE",
+    "0",
+    "live audio sampling: fraction 0..1 of requests per cohort ('0.01', or 'v1=0.01,v2=0.05')"
+    " whose text and audio are scored; 0 = off",
+)
+SAMPLE_CPU = Setting(
+    "EXTPROC_SAMPLE_CPU", "0.25", "CPU budget of live scoring in cores; over it, samples drop"
+)
+SAMPLE_SCORER = Setting(
+    "EXTPROC_SAMPLE_SCORER",
+    "extproc.quality:assess",
+    "live scoring function (module:function, the probes' --scorer interface), run in the"
+    " scoring child",
+)
+SAMPLE_COHORTS = ("v1", "v2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +84,14 @@ class ServeSettings:
     #: Set for a worker of ``--workers N``: bind the shared port with SO_REUSEPORT.
     reuse_port: bool = False
     h2_limits: H2Limits = DEFAULT_H2_LIMITS
+    #: Live sampling: (cohort, fraction) pairs; empty or all 0 = off (docs/audio-gate.md).
+    sample_rates: tuple[tuple[str, float], ...] = ()
+    sample_cpu: float = 0.25
+    sample_scorer: str = SAMPLE_SCORER.default
+
+    @property
+    def sampling(self) -> bool:
+        return any(rate > 0 for _, rate in self.sample_rates)
 
 
 def env(setting: Setting) -> str:
@@ -158,3 +182,23 @@ def fraction(name: str, text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name}: {text!r} is not within 0..1")
     return value
+
+
+def sample_rates(text: str) -> tuple[tuple[str, float], ...]:
+    """Parse ``EXTPROC_SAMPLE_RATE``: one fraction for every cohort (``0.01``) or per cohort
+    (``v1=0.01,v2=0.05``; a cohort not named is not sampled). ValueError naming the setting."""
+    name = f"--sample-rate (or {SAMPLE_RATE.env})"
+    text = text.strip()
+    if "=" not in text:
+        rate = fraction(name, text or "0")
+        return tuple((cohort, rate) for cohort in SAMPLE_COHORTS)
+    rates: dict[str, float] = {}
+    for part in text.split(","):
+        cohort, _, value = part.strip().partition("=")
+        cohort = cohort.strip()
+        if cohort not in SAMPLE_COHORTS:
+            raise ValueError(f"{name}: {cohort!r} is not a cohort ({', '.join(SAMPLE_COHORTS)})")
+        if cohort in rates:
+            raise ValueError(f"{name}: {cohort} is given twice")
+        rates[cohort] = fraction(f"{name} {cohort}", value.strip())
+    return tuple((cohort, rates.get(cohort, 0.0)) for cohort in SAMPLE_COHORTS)

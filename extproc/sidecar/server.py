@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 
@@ -30,6 +31,9 @@ from extproc.telemetry.decision_log import DecisionLog
 from extproc.telemetry.metrics import Metrics
 from extproc.telemetry.privacy import IdHasher
 from extproc.telemetry.tracing import DecisionTracer
+
+if TYPE_CHECKING:
+    from extproc.live.feed import LiveFeed
 
 log = logging.getLogger("extproc.server")
 
@@ -71,6 +75,27 @@ async def _follow(running: Running, source: StateSource) -> None:
     await source.follow(running.holder, lambda outcome: _apply(running, outcome, "state"))
 
 
+def _processor(
+    settings: ServeSettings, holder: RulesHolder, observer: DecisionObserver, metrics: Metrics
+) -> tuple[CohortProcessor, LiveFeed | None]:
+    """The plain processor; with live sampling on, the sampling one and its scoring feed."""
+    if not settings.sampling:
+        return CohortProcessor(holder, observer), None
+    from extproc.live.feed import LiveFeed
+    from extproc.live.metrics import LiveMetrics
+    from extproc.live.sampler import Sampler
+    from extproc.sidecar.sampling import SamplingProcessor
+
+    feed = LiveFeed(
+        LiveMetrics(metrics.registry),
+        cpu_cores=settings.sample_cpu,
+        scorer_name=settings.sample_scorer,
+    ).start()
+    sampler = Sampler(settings.sample_rates)
+    log.info("live sampling on: %s, scoring budget %g cores", sampler.rates, settings.sample_cpu)
+    return SamplingProcessor(holder, observer, sampler, feed), feed
+
+
 @contextlib.asynccontextmanager
 async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     """Start the sidecar; on exit stop accepting, drain for ``grace_seconds``, stop."""
@@ -85,7 +110,7 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
         DecisionLog(settings.decision_log_rate),
         record_decisions=bool(settings.metrics),  # metrics off: nobody can read them
     )
-    processor = CohortProcessor(holder, observer)
+    processor, live = _processor(settings, holder, observer, metrics)
     server: ServerModel = (
         GrpcModel(processor, health)
         if settings.server == "grpc"
@@ -131,6 +156,8 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
         if http is not None:
             http.shutdown()
         tracer.shutdown()  # flush queued spans, bounded
+        if live is not None:
+            live.close()
         log.info("stopped")
 
 

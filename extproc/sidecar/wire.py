@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from google.protobuf.message import DecodeError
 
@@ -59,6 +60,40 @@ def decision_response(decision: Decision) -> bytes:
     fields["bucket"].number_value = decision.bucket
     fields["version"].string_value = decision.version
     return response.SerializeToString()
+
+
+#: Live sampling: the processing mode a sampled request switches to (request text and response
+#: audio, BUFFERED_PARTIAL: BUFFERED fails answers over Envoy's buffer limit with a 500).
+_SAMPLED_MODE = mode_pb2.ProcessingMode(
+    request_body_mode=mode_pb2.ProcessingMode.BUFFERED_PARTIAL,
+    response_body_mode=mode_pb2.ProcessingMode.BUFFERED_PARTIAL,
+)
+#: Metadata key of a sampled request's token (Envoy forwards the namespace with its bodies).
+SAMPLE_KEY = "sample"
+
+
+def sampled_response(decision: Decision, token: str) -> bytes:
+    """The decision answer plus a ``mode_override`` asking for both bodies, and the sample's
+    ``token`` in the dynamic metadata (Envoy sends the namespace back with each body message:
+    ``metadata_options.forwarding_namespaces``), which ties the two bodies together."""
+    response = ext_proc.ProcessingResponse.FromString(decision_response(decision))
+    fields = response.dynamic_metadata.fields[METADATA_NAMESPACE].struct_value.fields
+    fields[SAMPLE_KEY].string_value = token
+    response.mode_override.CopyFrom(_SAMPLED_MODE)
+    return response.SerializeToString()
+
+
+def sample_of(request: ext_proc.ProcessingRequest) -> tuple[str, str] | None:
+    """(token, cohort) of a sampled request's message, from its forwarded metadata; None if
+    the message carries no sample token."""
+    namespaces = request.metadata_context.filter_metadata
+    if METADATA_NAMESPACE not in namespaces:
+        return None
+    fields = namespaces[METADATA_NAMESPACE].fields
+    if SAMPLE_KEY not in fields:
+        return None
+    cohort = fields["cohort"].string_value if "cohort" in fields else ""
+    return fields[SAMPLE_KEY].string_value, cohort
 
 
 def _continue(phase: str) -> bytes:

@@ -71,6 +71,17 @@ def without_access_log(config: Config) -> Config:
     return out
 
 
+def without_mode_override(config: Config) -> Config:
+    """A copy of ``config`` as it was before live sampling: the ext_proc filter allows no
+    ``mode_override`` and forwards no metadata namespace."""
+    out = copy.deepcopy(config)
+    for http_filter in ingress_hcm(out)["http_filters"]:
+        if http_filter["name"] == "envoy.filters.http.ext_proc":
+            http_filter["typed_config"].pop("allow_mode_override", None)
+            http_filter["typed_config"]["metadata_options"].pop("forwarding_namespaces", None)
+    return out
+
+
 def _routes_to_tts(route: dict[str, Any]) -> bool:
     return route.get("route", {}).get("cluster") in TTS_CLUSTERS.values()
 

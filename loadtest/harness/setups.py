@@ -64,15 +64,22 @@ from extproc.stack.stack import (
 from loadtest.harness import envoy_configs
 from loadtest.harness.tools import pinned
 
-SETUPS = ("native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds")
+SETUPS = (
+    "native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds",
+    "premode", "sampled", "sampled-all",
+)  # fmt: skip
 DEFAULT_SETUPS = ("native", "naive", "sidecar", "traced")
-PROCESSORS = {"naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds"}
+PROCESSORS = set(SETUPS) - {"native"}
 #: Setups with Envoy's tracer on, and its sampling percent.
 ENVOY_TRACED = {"etraced": 100.0, "etraced1": 1.0, "full": 100.0}
 #: Setups whose sidecar exports decision spans.
 SIDECAR_TRACED = {"traced", "full"}
 #: Setups that need the OTLP sink.
 NEEDS_SINK = ENVOY_TRACED.keys() | SIDECAR_TRACED
+# Live sampling (only when asked for): ``premode`` is the sidecar setup on the Envoy config of
+# before live sampling (no allow_mode_override, no forwarded namespace), ``sampled`` samples
+# 1 % of requests per cohort, ``sampled-all`` every request (the added latency of a sampled one).
+SAMPLE_RATES = {"sampled": "0.01", "sampled-all": "1"}
 READY_TIMEOUT = 30.0
 NAIVE_SHARE_PERCENT = "10"
 
@@ -221,6 +228,8 @@ class SystemUnderTest:
         self.socket_path = str(run_dir / "sidecar.sock") if setup == "uds" else None
         if self.socket_path is not None:
             envoy_config.pipe_cluster(config, envoy_config.SIDECAR_CLUSTER, self.socket_path)
+        if setup == "premode":
+            config = envoy_configs.without_mode_override(shipped)
         config_path = write_yaml(config, run_dir / f"envoy-{setup}.yaml")
         self.envoy = ManagedProcess(
             f"envoy-{setup}",
@@ -231,6 +240,8 @@ class SystemUnderTest:
         if setup in PROCESSORS:
             argv = pinned(self._processor_argv(options), pinning.sut)
             env = processor_env(options.extra_env)
+            if setup in SAMPLE_RATES:
+                env["EXTPROC_SAMPLE_RATE"] = SAMPLE_RATES[setup]
             if setup in SIDECAR_TRACED:
                 if not options.otlp_endpoint:
                     raise ValueError(f"the {setup} setup needs an OTLP endpoint (OtlpSink)")

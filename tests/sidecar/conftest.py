@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ def start_sidecar(server_model: str) -> Iterator[Callable[..., Sidecar]]:
     """Factory: start a sidecar on a rules path; every one is stopped at teardown."""
     started: list[Sidecar] = []
 
-    def start(rules: Path, **kwargs: float) -> Sidecar:
+    def start(rules: Path, **kwargs: Any) -> Sidecar:
         sidecar = Sidecar(rules, server=server_model, **kwargs)
         started.append(sidecar)
         return sidecar

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -151,7 +152,9 @@ class Sidecar:
         poll_seconds: float = 0.02,
         grace_seconds: float = 2,
         server: str = "h2",
+        **more: Any,
     ) -> None:
+        """``more``: further ServeSettings fields (e.g. live sampling's)."""
         self.settings = ServeSettings(
             server=server,
             rules=str(rules),
@@ -161,6 +164,7 @@ class Sidecar:
             poll_seconds=poll_seconds,
             loop="asyncio",
             log_level="info",
+            **more,
         )
         self.running: Running | None = None
         self._ready = threading.Event()

@@ -1,8 +1,9 @@
 """What ext_proc's per-request ``mode_override`` can do on the real Envoy 1.40 (the groundwork
-for live sampling, which is not built yet: docs/audio-gate.md).
+for live sampling: docs/audio-gate.md; the built feature is tested through Envoy in
+test_live_sampling_envoy.py).
 
-The shipped Envoy config with ``allow_mode_override: true`` added, speaking stand-ins, and a
-test processor (grpc.aio, in this process) that routes like the naive baseline and, for users
+The shipped Envoy config (``allow_mode_override: true``), speaking stand-ins, and a test
+processor (grpc.aio, in this process) that routes like the naive baseline and, for users
 named ``sample-*``, answers the request headers with a ``mode_override`` asking for the
 request body, the response headers and the response body. Checked:
 

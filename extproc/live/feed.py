@@ -1,0 +1,156 @@
+"""The bounded hand-off from the sidecar's event loop to the scoring child.
+
+:meth:`LiveFeed.offer` is called on the event loop for each sampled answer: it puts the
+capped copy on a bounded queue and returns at once; a full queue drops the sample (counted).
+A daemon thread takes samples off the queue, drops those that arrive while the CPU budget is
+in debt (counted), and has each one scored by the probe process's scoring child
+(:class:`extproc.probes.scoring.ScorerProcess`: a niced process of its own, restarted after a
+crash or a timeout; the scorers are imported there, never in the sidecar). The thread waits
+on the child's pipe, so scoring costs the sidecar's event loop nothing but the copy. What
+comes back is numbers; they go into the per-cohort metrics and nowhere else. The request
+text and the audio exist only in the queue, the pipe and the child's memory: never logged,
+never written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from extproc.live.metrics import LiveMetrics
+from extproc.probes.budget import CpuBudget
+from extproc.probes.scoring import DEFAULT_SCORER, Job, Scored, ScorerFailed, ScorerProcess
+
+log = logging.getLogger("extproc.live")
+
+QUEUE_SIZE = 8
+WARM_UP_TEXT = "warm up the scorers"
+SCORER_TIMEOUT = 60.0  # seconds for one sample; longer: the child is killed (counted)
+#: Caps of the copies taken from a sampled request (Envoy hands over at most its buffer).
+TEXT_CAP = 64 << 10
+AUDIO_CAP = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    cohort: str
+    request_body: bytes  # the request's JSON (capped), parsed in the thread
+    audio: bytes  # the answer (capped)
+    whole: bool  # False: a prefix (the answer was larger than Envoy's buffer)
+
+
+class Scorer(Protocol):
+    def score(self, job: Job) -> Scored: ...
+    def close(self) -> None: ...
+
+
+def request_text(body: bytes) -> str:
+    """The ``text`` of a TTS request body (``{"text": ...}``); '' for anything else."""
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return ""
+    text = value.get("text") if isinstance(value, dict) else None
+    return text if isinstance(text, str) else ""
+
+
+def _silence_wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + 2 * int(seconds * rate), b"WAVE", b"fmt ", 16, 1, 1, rate, 2 * rate, 2, 16,
+        b"data", 2 * int(seconds * rate),
+    )  # fmt: skip
+    return header + bytes(2 * int(seconds * rate))
+
+
+class LiveFeed:
+    def __init__(
+        self,
+        metrics: LiveMetrics,
+        *,
+        cpu_cores: float = 0.25,
+        queue_size: int = QUEUE_SIZE,
+        scorer: Scorer | None = None,
+        scorer_name: str = DEFAULT_SCORER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metrics = metrics
+        self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=queue_size)
+        self._scorer: Scorer = (
+            scorer if scorer is not None else ScorerProcess(scorer_name, timeout=SCORER_TIMEOUT)
+        )
+        self._clock = clock
+        self._budget = CpuBudget(cpu_cores, 8 * cpu_cores, clock())  # burst: 8 s of budget
+        self._thread = threading.Thread(target=self._run, name="live-scoring", daemon=True)
+        self.scored = 0  # samples scored (tests wait on it)
+        self.warmed = threading.Event()
+
+    def start(self) -> LiveFeed:
+        self._thread.start()
+        return self
+
+    def offer(self, cohort: str, request_body: bytes, audio: bytes, whole: bool) -> bool:
+        """Queue a sample for scoring; False (counted) if the queue is full. Never blocks."""
+        try:
+            self._queue.put_nowait(
+                Sample(cohort, request_body[:TEXT_CAP], audio[:AUDIO_CAP], whole)
+            )
+        except queue.Full:
+            self.metrics.record_dropped("queue_full")
+            return False
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread (samples still queued are dropped) and the scoring child."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        with contextlib.suppress(queue.Full):  # emptied just above; the thread is a daemon
+            self._queue.put_nowait(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._scorer.close()
+
+    def _run(self) -> None:
+        self._warm_up()
+        while (sample := self._queue.get()) is not None:
+            try:
+                self._score(sample)
+            except Exception:  # never let the thread die: log (no body), go on
+                log.exception("live scoring failed on a %s sample", sample.cohort)
+                self.metrics.record_failure("error")
+
+    def _warm_up(self) -> None:
+        """Start the child and load its models now (half a second of silence, a few words),
+        so that the imports and the model loading do not land on the first sample. Counted
+        nowhere; a failure here only means the first sample starts the child."""
+        try:
+            self._scorer.score(Job(_silence_wav(), WARM_UP_TEXT))
+        except Exception as exc:  # the next sample starts a fresh child
+            log.warning("live scorer warm-up failed: %s", exc)
+        self.warmed.set()
+
+    def _score(self, sample: Sample) -> None:
+        if not self._budget.allows(self._clock()):
+            self.metrics.record_dropped("over_budget")
+            return
+        job = Job(sample.audio, request_text(sample.request_body), max_bytes=AUDIO_CAP)
+        try:
+            scored = self._scorer.score(job)
+        except ScorerFailed as exc:
+            log.warning("live scorer failed (%s)", exc.reason)
+            self.metrics.record_failure(exc.reason)
+            return
+        self._budget.spend(scored.cpu_seconds, self._clock())
+        self.metrics.record_scored(sample.cohort, scored.figures, scored.cpu_seconds, sample.whole)
+        self.scored += 1

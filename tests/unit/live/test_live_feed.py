@@ -1,0 +1,168 @@
+"""The feed between the sidecar and the scoring child: bounded, drop-when-full, under a CPU
+budget, failures counted, nothing fatal; only numbers reach the metrics."""
+
+from __future__ import annotations
+
+import io
+import threading
+import wave
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from extproc.live.feed import WARM_UP_TEXT, LiveFeed, request_text
+from extproc.live.metrics import LiveMetrics
+from extproc.probes.scoring import Job, Scored, ScorerFailed, ScorerProcess
+from extproc.stack.processes import wait_until
+
+
+def wait(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    wait_until(lambda: bool(condition()), what, timeout)
+
+
+VALID = {"valid": True, "mos": 3.0, "silence_ratio": 0.1, "seconds_per_char": 0.06}
+
+
+class GatedScorer:
+    """Scores in the feed's thread; each job waits for ``gate`` (tests hold the queue full)."""
+
+    def __init__(self, figures: dict[str, object] = VALID, cpu: float = 0.1) -> None:
+        self.gate = threading.Event()
+        self.jobs: list[Job] = []
+        self.figures, self.cpu = figures, cpu
+        self.fail: str | None = None
+
+    def score(self, job: Job) -> Scored:
+        if job.text == WARM_UP_TEXT:  # the feed's start, before any sample
+            return Scored({}, 0.0)
+        self.jobs.append(job)
+        self.gate.wait(10)
+        if self.fail:
+            raise ScorerFailed(self.fail, "injected")
+        return Scored(dict(self.figures), self.cpu)
+
+    def close(self) -> None:
+        self.gate.set()
+
+
+def value(metrics: LiveMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value("tts_quality_live_" + name, labels) or 0.0
+
+
+@pytest.fixture
+def metrics() -> LiveMetrics:
+    return LiveMetrics()
+
+
+@pytest.fixture
+def gated(metrics: LiveMetrics) -> Iterator[tuple[LiveFeed, GatedScorer]]:
+    scorer = GatedScorer()
+    feed = LiveFeed(metrics, queue_size=3, scorer=scorer, cpu_cores=4.0).start()
+    yield feed, scorer
+    feed.close()
+
+
+def test_a_full_queue_drops_and_counts_never_blocks(
+    gated: tuple[LiveFeed, GatedScorer], metrics: LiveMetrics
+) -> None:
+    feed, scorer = gated
+    assert feed.offer("v2", b'{"text": "a"}', b"RIFF", True)
+    wait(lambda: len(scorer.jobs) == 1, "the thread to hold the first job")
+    offered = [feed.offer("v2", b"{}", b"RIFF", True) for _ in range(10)]
+    assert offered == [True] * 3 + [False] * 7  # 3 queued behind the held one
+    assert value(metrics, "dropped_total", reason="queue_full") == 7
+    scorer.gate.set()
+    wait(lambda: feed.scored == 4, "the held and the queued jobs to be scored")
+    assert value(metrics, "scored_total", cohort="v2", outcome="valid") == 4
+    assert value(metrics, "mos_count", cohort="v2") == 4
+
+
+def test_the_text_and_the_capped_audio_reach_the_scorer(
+    gated: tuple[LiveFeed, GatedScorer], metrics: LiveMetrics
+) -> None:
+    feed, scorer = gated
+    scorer.gate.set()
+    feed.offer("v1", b'{"text": "hello world", "voice": "x"}', b"RIFF" + bytes(10 << 20), False)
+    wait(lambda: feed.scored == 1, "one sample")
+    (job,) = scorer.jobs
+    assert job.text == "hello world" and len(job.audio) == 4 << 20
+    # a prefix (the answer was larger than Envoy's buffer): no seconds per character
+    assert value(metrics, "seconds_per_char_count", cohort="v1") == 0
+    assert value(metrics, "silence_ratio_count", cohort="v1") == 1
+
+
+def test_over_the_cpu_budget_samples_are_dropped_and_counted(metrics: LiveMetrics) -> None:
+    now = [0.0]
+    scorer = GatedScorer(cpu=10.0)  # one sample costs 10 CPU seconds
+    scorer.gate.set()
+    feed = LiveFeed(metrics, cpu_cores=0.5, scorer=scorer, clock=lambda: now[0]).start()
+    try:
+        feed.offer("v2", b"{}", b"RIFF", True)
+        wait(lambda: feed.scored == 1, "the first sample (within the burst)")
+        feed.offer("v2", b"{}", b"RIFF", True)  # the budget is 6 s in debt now
+        wait(lambda: value(metrics, "dropped_total", reason="over_budget") == 1, "a drop")
+        now[0] += 13.0  # refilled at 0.5 core per second: out of debt
+        feed.offer("v2", b"{}", b"RIFF", True)
+        wait(lambda: feed.scored == 2, "scoring again once the budget refilled")
+    finally:
+        feed.close()
+    assert value(metrics, "scorer_cpu_seconds_total") == 20.0
+
+
+def test_scorer_failures_are_counted_and_the_feed_goes_on(
+    gated: tuple[LiveFeed, GatedScorer], metrics: LiveMetrics
+) -> None:
+    feed, scorer = gated
+    scorer.gate.set()
+    scorer.fail = "crash"
+    feed.offer("v2", b"{}", b"RIFF", True)
+    wait(lambda: value(metrics, "scorer_failures_total", reason="crash") == 1, "a failure")
+    scorer.fail = None
+    feed.offer("v2", b"{}", b"RIFF", True)
+    wait(lambda: feed.scored == 1, "the next sample")
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (b'{"text": "hi"}', "hi"),
+        (b"", ""),
+        (b"\xff\xfe not json", ""),
+        (b'{"text": 42}', ""),
+        (b'["text"]', ""),
+        (b'{"text": "cut sh', ""),  # a request body prefix
+        (b"[" * 100_000, ""),  # nesting deep enough to blow the parser's recursion
+    ],
+)
+def test_the_request_text_of_any_body(body: bytes, text: str) -> None:
+    assert request_text(body) == text
+
+
+def wav_of_silence(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(bytes(2 * int(seconds * rate)))
+    return out.getvalue()
+
+
+def test_bad_audio_through_the_real_scorers_is_counted_invalid(metrics: LiveMetrics) -> None:
+    """The shipped scorer in its child process: hostile answers are invalid audio, not a crash
+    (the scorers reject them before any model loads)."""
+    scorer = ScorerProcess(timeout=60.0)
+    feed = LiveFeed(metrics, scorer=scorer, cpu_cores=4.0).start()
+    hostile = [b"<html>503</html>", b"RIFF\x10\x00\x00\x00WAV", b"", b"\x00" * (9 << 20)]
+    try:
+        for n, audio in enumerate(hostile, 1):
+            feed.offer("v2", b'{"text": "hello"}', audio, True)
+            wait(lambda: feed.scored == n, f"hostile answer {n}", 60)  # noqa: B023
+        feed.offer("v1", b'{"text": "..."}', wav_of_silence(), True)  # a text with no words
+        wait(lambda: feed.scored == 5, "the text without words", 60)
+    finally:
+        feed.close()
+    assert value(metrics, "scored_total", cohort="v2", outcome="invalid") == 4
+    assert value(metrics, "scored_total", cohort="v1", outcome="invalid") == 1  # no_text
+    assert value(metrics, "scorer_failures_total", reason="crash") == 0
+    assert scorer.starts == 1
