@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from extproc.stack.speech import espeak_available
 
 from extproc.stack import client
 from extproc.stack.processes import wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack
+from extproc.standins.speech import espeak_available
 from tests.support import scrape
 from tests.support.cohorts import interleave, users_by_cohort
 
