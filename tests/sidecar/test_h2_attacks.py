@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -319,8 +320,15 @@ def test_sigterm_drains_within_the_grace_while_a_connection_attacks(serve_sideca
 def test_a_burst_of_connects_is_not_held_up_by_the_listen_backlog(serve_sidecar: Serve) -> None:
     """2,000 connects at once: with asyncio's default backlog of 100 the kernel drops
     SYNs and clients wait for the 1 s retransmission; the backlog setting (1024) and
-    prompt accepts (over the connection cap: closed at once) keep every connect fast."""
+    prompt accepts (over the connection cap: closed at once) keep every connect fast.
+    Asserted structurally (the listening socket's queue is the setting's, every connect
+    succeeds); the slowest connect is printed, not asserted: on a loaded machine a starved
+    process can still make the kernel drop a SYN."""
     served = serve_sidecar()  # (with EXTPROC_H2_BACKLOG=100: slowest 1.02 s, checked)
+    listening = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{served.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert listening[:3] == ["LISTEN", "0", "1024"], listening  # state, Recv-Q, backlog
     slowest, sockets = 0.0, []
     try:
         for _ in range(2000):
@@ -331,4 +339,4 @@ def test_a_burst_of_connects_is_not_held_up_by_the_listen_backlog(serve_sidecar:
         for sock in sockets:
             sock.close()
     print(f"2,000 connects: slowest {slowest * 1000:.1f} ms")
-    assert slowest < 0.9, f"a connect took {slowest:.2f} s (a SYN was dropped and retried)"
+    assert len(sockets) == 2000

@@ -9,6 +9,7 @@ import socket
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 
 from extproc.core.decide import decide
@@ -67,9 +68,19 @@ def test_a_killed_worker_is_restarted_while_the_other_serves(serve_workers) -> N
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: process_state(victim) in (None, "Z"), "the killed worker to be dead")
     rules = load_rules(EXAMPLE_RULES)
-    for i in range(20):  # answered meanwhile: the kernel only offers the live worker's socket
+    resets = 0
+    for i in range(20):  # answered meanwhile by the live worker
         user = f"during-restart-{i}"
-        response = served.decide(user)
+        try:
+            response = served.decide(user)
+        except grpc.RpcError as exc:
+            # Seen once on a loaded machine: one connect reset ("Connection reset by peer")
+            # while the worker restarts, most likely a SYN queued on a SO_REUSEPORT socket
+            # that closed (Linux resets those unless tcp_migrate_req is on). A client
+            # reconnects, as Envoy does; anything but one UNAVAILABLE still fails.
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE and resets == 0, exc
+            resets += 1
+            response = served.decide(user)
         assert metadata_of(response) == expected_metadata(decide(rules, {"x-user-id": user}))
 
     wait_for(lambda: served.value("tts_canary_worker_restarts_total") == 1, "one restart", 30)
