@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import hpack
 
 from extproc.sidecar.h2 import frames as f
+from extproc.sidecar.h2 import trace_mask
 from extproc.sidecar.h2.hpack_scan import scan, wire_forms, wire_names
 from extproc.sidecar.h2.stream import ConnectionError_, Metadata
 
@@ -35,7 +36,7 @@ class HeaderDecoder:
     """``metadata``: the names a method may need (None: all). With a set of names and an
     empty table, blocks are scanned (hpack_scan) instead of decoded in full."""
 
-    __slots__ = ("_cache", "_decoder", "_max", "_names", "_paths", "_wanted", "work")
+    __slots__ = ("_cache", "_decoder", "_masked", "_max", "_names", "_paths", "_wanted", "work")
 
     def __init__(
         self,
@@ -49,6 +50,9 @@ class HeaderDecoder:
         self._wanted = None if metadata is None else wire_names(metadata)
         self._paths = wire_forms(paths)  # routes: recognised on the wire, not decoded
         self._cache: dict[bytes, Decoded] = {}
+        #: Blocks that differ only in ``traceparent`` (unread): trace_mask; None when read.
+        masking = self._names is not None and trace_mask.NAME not in self._names
+        self._masked: dict[trace_mask.Key, trace_mask.Entry] | None = {} if masking else None
         #: Work units the last ``decode`` cost (0 from the cache): the connection's
         #: budget per loop pass counts them, so big decodes yield to other peers sooner.
         self.work = 0
@@ -66,10 +70,19 @@ class HeaderDecoder:
                 self.work = 0
                 return cached
             if self._wanted is not None:
+                masked = self._masked
+                split = trace_mask.split(block) if masked is not None else None
+                if split is not None and masked is not None:
+                    entry = masked.get(split[0])
+                    if entry is not None and split[1] <= entry[3]:
+                        self.work = 1
+                        return entry[0], entry[1], entry[2]
                 scanned = scan(block, self._wanted, self._max, self._paths)
                 if scanned is not None:
                     path, kept, held, self.work = scanned
                     self._remember(block, (path, kept, held), held)
+                    if split is not None and masked is not None:
+                        self._remember_masked(masked, split, (path, kept, held))
                     return path, kept, held
         try:
             headers = self._decoder.decode(block, raw=True)
@@ -94,6 +107,25 @@ class HeaderDecoder:
         if stateless and self._decoder.header_table_size == 0:
             self._remember(block, result, decoded)
         return result
+
+    def _remember_masked(
+        self,
+        masked: dict[trace_mask.Key, trace_mask.Entry],
+        split: tuple[trace_mask.Key, int],
+        result: Decoded,
+    ) -> None:
+        """Keep ``result`` under the block's (prefix, suffix) once both are shown to be
+        runs of complete fields (trace_mask); the block itself scanned without error."""
+        key, listed = split
+        if len(key[0]) + len(key[1]) > CACHED_BLOCK or key in masked:
+            return
+        wanted = self._wanted
+        if wanted is None or not trace_mask.validated(key, wanted, self._max):
+            return
+        self.work *= 3  # the prefix and the suffix were scanned too
+        if len(masked) >= CACHE_ENTRIES:
+            masked.clear()
+        masked[key] = (*result, listed)
 
     def _remember(self, block: bytes, result: Decoded, decoded: int) -> None:
         if len(block) <= CACHED_BLOCK and decoded <= CACHED_DECODED:

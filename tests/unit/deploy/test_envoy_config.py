@@ -19,7 +19,7 @@ DOCUMENTED = EnvoyPorts(
     listener=10000, admin=9901, sidecar=50051, tts_v1=18081, tts_v2=18082, probe=10001
 )
 OTHER = EnvoyPorts(listener=20000, admin=29901, sidecar=25051, tts_v1=28081, tts_v2=28082)
-DOCUMENTED_OTLP = OtlpTarget("127.0.0.1", 4317)
+DOCUMENTED_OTLP = OtlpTarget("127.0.0.1", 4317, sampling_percent=1.0)  # as shipped: 1 %
 
 
 def envoy_validate(path: Path) -> subprocess.CompletedProcess[str]:
