@@ -23,6 +23,7 @@ from extproc.rollout.compare.rates import Counts
 from extproc.rollout.guards.envoy_stats import ClusterCounts, difference
 from extproc.rollout.guards.judge import Figure
 from extproc.rollout.guards.paired_compare import PairedComparisons
+from extproc.rollout.guards.paired_compare import hold as _hold
 from extproc.rollout.policy import Guard
 from extproc.rollout.state import Verdict
 
@@ -170,25 +171,6 @@ def _change(value: float | None) -> str:
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def _hold(guard: Guard, detail: str, window: float) -> Figure:
-    comparison = guard.compare
-    assert comparison is not None
-    return Figure(
-        guard=guard.name,
-        signal=guard.signal,
-        cohort=guard.cohort,
-        value=None,
-        samples=0,
-        threshold=comparison.margin,
-        window=window,
-        min_samples=guard.min_samples,
-        verdict=Verdict.HOLD,
-        detail=detail,
-        metric=comparison.metric,
-        alpha=comparison.alpha,
-    )
 
 
 def _with_window(figure: Figure, window: float) -> Figure:

@@ -32,10 +32,10 @@ from tests.e2e.quality.test_quality_gate import (
     V2_USERS,
     Gate,
     gate_running,
-    run_controller_thread,
     status,
 )
 from tests.support.background_load import BackgroundLoad
+from tests.support.controller_thread import run_controller_thread
 
 pytestmark = [
     pytest.mark.envoy,

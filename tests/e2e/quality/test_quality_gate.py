@@ -16,11 +16,9 @@ one probe process serve the whole module; each test resumes the rollout from a c
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -44,6 +42,7 @@ from extproc.standins.speech import espeak_available
 from tests.support import promql, scrape
 from tests.support.background_load import BackgroundLoad
 from tests.support.cohorts import interleave, users_by_cohort
+from tests.support.controller_thread import run_controller_thread
 
 pytestmark = [
     pytest.mark.envoy,
@@ -154,28 +153,6 @@ def controller_running(gate: Gate, policy: Policy) -> Iterator[Controller]:
     )
     with run_controller_thread(controller):
         yield controller
-
-
-@contextlib.contextmanager
-def run_controller_thread(controller: Controller) -> Iterator[None]:
-    """``controller.run()`` in a thread until the block ends; its exceptions fail the test."""
-    failures: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            asyncio.run(controller.run())
-        except BaseException as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=main, name="controller", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: controller.checks >= 1 or bool(failures), "a first check", 10)
-        yield
-    finally:
-        controller.request_stop()
-        thread.join(timeout=10)
-    assert not failures, failures
 
 
 def status(controller: Controller) -> dict[str, Any]:

@@ -14,9 +14,7 @@ the background load is open-loop and bounded (80 requests/s, at most 48 in fligh
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +30,7 @@ from extproc.rollout.stores.state_store import FileStateStore
 from extproc.stack.processes import wait_until
 from extproc.stack.stack import Stack
 from tests.support.background_load import BackgroundLoad
+from tests.support.controller_thread import run_controller_thread
 
 pytestmark = pytest.mark.envoy
 
@@ -65,24 +64,8 @@ def controller_running(
         the_policy, FileStateStore(state_path), {"envoy": source}, clock=clock,
         interval=CHECK_INTERVAL,
     )  # fmt: skip
-    failures: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            asyncio.run(controller.run())
-        except BaseException as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=main, name="controller", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: controller.checks >= 1 or bool(failures), "a first check", 10)
+    with run_controller_thread(controller):
         yield controller
-    finally:
-        controller.request_stop()
-        thread.join(timeout=10)
-    assert not failures, failures
-    assert not thread.is_alive()
 
 
 Rollout = Callable[[Policy, Clock], tuple[Stack, Controller]]

@@ -17,9 +17,7 @@ printed is close to the worst case for the flush interval.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +35,7 @@ from extproc.stack.processes import wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack
 from tests.support.background_load import BackgroundLoad
 from tests.support.cohorts import interleave, users_by_cohort
+from tests.support.controller_thread import run_controller_thread
 
 pytestmark = pytest.mark.envoy
 
@@ -78,24 +77,8 @@ def controller_running(stack: Stack, state_path: Path, the_policy: Policy) -> It
         clock=clock,
         interval=CHECK_INTERVAL,
     )
-    failures: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            asyncio.run(controller.run())
-        except BaseException as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=main, name="controller", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: controller.checks >= 1 or bool(failures), "a first check", 10)
+    with run_controller_thread(controller):
         yield controller
-    finally:
-        controller.request_stop()
-        thread.join(timeout=10)
-    assert not failures, failures
-    assert not thread.is_alive()
 
 
 Rollout = Callable[[Policy], tuple[Stack, Controller]]

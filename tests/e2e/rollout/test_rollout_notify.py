@@ -14,8 +14,6 @@ the rollback) and prints the rest.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -45,6 +43,7 @@ from tests.e2e.rollout.test_rollout_guards import (
 )
 from tests.support.alertmanager import Alertmanager
 from tests.support.background_load import BackgroundLoad
+from tests.support.controller_thread import run_controller_thread
 from tests.support.notify_receiver import Receiver, verify_signature
 
 pytestmark = pytest.mark.envoy
@@ -83,25 +82,8 @@ def controller_with_notifier(
         interval=CHECK_INTERVAL,
         notifier=notifier,
     )
-    failures: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            asyncio.run(controller.run())
-        except BaseException as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=main, name="controller", daemon=True)
-    with notifier.running(close_timeout=2.0):
-        thread.start()
-        try:
-            wait_until(lambda: controller.checks >= 1 or bool(failures), "a first check", 10)
-            yield controller
-        finally:
-            controller.request_stop()
-            thread.join(timeout=10)
-    assert not failures, failures
-    assert not thread.is_alive()
+    with notifier.running(close_timeout=2.0), run_controller_thread(controller):
+        yield controller
 
 
 FAULTS: dict[str, tuple[dict[str, float], str]] = {  # fault -> the guard it breaches

@@ -12,9 +12,7 @@ threshold) to the controller's rollback and to the last v2 response through Envo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +29,7 @@ from extproc.stack.processes import wait_until
 from extproc.stack.stack import DEFAULT_RULES, REPO_ROOT, Stack
 from tests.support.background_load import BackgroundLoad
 from tests.support.cohorts import interleave, users_by_cohort
+from tests.support.controller_thread import run_controller_thread
 from tests.support.prometheus import exporter_job, running_prometheus
 from tests.support.resource_exporter import ResourceExporter
 
@@ -55,24 +54,8 @@ def controller_running(prometheus: str, state_path: Path) -> Iterator[Controller
         clock=SystemClock(),
         interval=CHECK_INTERVAL,
     )
-    failures: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            asyncio.run(controller.run())
-        except BaseException as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=main, name="controller", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: controller.checks >= 1 or bool(failures), "a first check", 10)
+    with run_controller_thread(controller):
         yield controller
-    finally:
-        controller.request_stop()
-        thread.join(timeout=10)
-    assert not failures, failures
-    assert not thread.is_alive()
 
 
 def status(controller: Controller) -> dict[str, object]:
