@@ -15,12 +15,19 @@ from tests.support.tools import require_tool
 
 @contextmanager
 def running_prometheus(
-    run_dir: Path, scrape_configs: list[dict[str, object]], interval: str = "1s"
+    run_dir: Path,
+    scrape_configs: list[dict[str, object]],
+    interval: str = "1s",
+    scrape_self: bool = False,
 ) -> Iterator[str]:
-    """Prometheus with ``scrape_configs`` (Prometheus' own schema); yields its base URL."""
+    """Prometheus with ``scrape_configs`` (Prometheus' own schema), plus a job ``self``
+    scraping its own /metrics with ``scrape_self``; yields its base URL."""
     binary = require_tool("prometheus", "prometheus")
     run_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    if scrape_self:
+        own = {"job_name": "self", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+        scrape_configs = [*scrape_configs, own]
     config = run_dir / "prometheus.yml"
     config.write_text(
         yaml.safe_dump(

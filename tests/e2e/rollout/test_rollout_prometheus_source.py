@@ -21,33 +21,14 @@ from extproc.rollout.guards.signals import PrometheusSource
 from extproc.rollout.policy import Guard, parse_policy
 from extproc.rollout.state import Phase, Verdict
 from extproc.rollout.stores.state_store import FileStateStore
-from extproc.stack.processes import ManagedProcess, free_port, wait_for_http, wait_until
-from tests.support.tools import require_tool
-
-CONFIG = """global: {scrape_interval: 1s, evaluation_interval: 1s}
-scrape_configs:
-  - job_name: self
-    static_configs: [{targets: ["127.0.0.1:PORT"]}]
-"""
+from extproc.stack.processes import free_port, wait_until
+from tests.support.prometheus import running_prometheus
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus on a free loopback port; its base URL."""
-    binary = require_tool("prometheus", "prometheus")
-    run_dir = tmp_path_factory.mktemp("prometheus")
-    port = free_port()
-    config = run_dir / "prometheus.yml"
-    config.write_text(CONFIG.replace("PORT", str(port)))
-    argv = [
-        binary,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={run_dir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with ManagedProcess("prometheus", argv, run_dir / "prometheus.log") as process:
-        wait_for_http(url + "/-/ready", 30, process)
+    """A real Prometheus on a free loopback port, scraping itself; its base URL."""
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), [], scrape_self=True) as url:
         yield url
 
 
