@@ -37,6 +37,8 @@ TTS_CLUSTERS = {"v1": "tts_v1", "v2": "tts_v2"}
 PROBE_LISTENER = "tts_probe"
 PROBE_CLUSTERS = {"v1": "tts_v1_probe", "v2": "tts_v2_probe"}
 OTEL_CLUSTER = "otel_collector"
+#: Runtime keys of Envoy's OpenTelemetry tracer (envoy.yaml sets its export batching).
+TRACER_RUNTIME_PREFIX = "tracing.opentelemetry."
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 
 Config = dict[str, Any]
@@ -173,11 +175,29 @@ def connection_manager(config: Config) -> Config:
 
 
 def remove_tracing(config: Config) -> None:
-    """Drop the connection manager's tracing and the ``otel_collector`` cluster (in place)."""
+    """Drop the connection manager's tracing, the ``otel_collector`` cluster and the tracer's
+    runtime keys (in place); a runtime left with nothing but the admin layer goes too (Envoy's
+    default runtime has that layer)."""
     connection_manager(config).pop("tracing", None)
     resources = config.get("static_resources", {})
     clusters = resources.get("clusters", [])
     resources["clusters"] = [c for c in clusters if c.get("name") != OTEL_CLUSTER]
+    runtime = config.get("layered_runtime")
+    if runtime is None:
+        return
+    layers = []
+    for layer in runtime.get("layers", []):
+        static = layer.get("static_layer")
+        if isinstance(static, dict):
+            kept = {k: v for k, v in static.items() if not k.startswith(TRACER_RUNTIME_PREFIX)}
+            if not kept:
+                continue
+            layer = {**layer, "static_layer": kept}
+        layers.append(layer)
+    if all("admin_layer" in layer for layer in layers):
+        config.pop("layered_runtime")
+    else:
+        runtime["layers"] = layers
 
 
 def point_tracing(config: Config, target: OtlpTarget) -> None:
@@ -196,7 +216,10 @@ def point_tracing(config: Config, target: OtlpTarget) -> None:
         runtime = config.setdefault(
             "layered_runtime", {"layers": [{"name": "admin", "admin_layer": {}}]}
         )
-        runtime["layers"].insert(0, {"name": "otlp_flush", "static_layer": layer})
+        layers = runtime["layers"]
+        # Later layers win: after the shipped static layers, before the admin layer.
+        admin = next((i for i, item in enumerate(layers) if "admin_layer" in item), len(layers))
+        layers.insert(admin, {"name": "otlp_flush", "static_layer": layer})
 
 
 def point_cluster(config: Config, name: str, host: str, port: int) -> None:

@@ -46,6 +46,13 @@ def tracing_section(comp: Mapping[str, float]) -> list[str]:
     return ["## Tracing cost (traced vs sidecar, same round)", "", *table, ""]
 
 
+def envoy_tracer_section(comp: Mapping[str, float]) -> list[str]:
+    table = report.envoy_tracer_table(comp)
+    if not table:
+        return []
+    return ["## Envoy's tracer (on vs off, same round)", "", *table, ""]
+
+
 def conditions(result: Mapping[str, Any]) -> list[str]:
     """Bullet lines: how the run was made and whether it was clean."""
     meta, rounds = result["meta"], result["rounds"]
@@ -105,6 +112,7 @@ def render(result: Mapping[str, Any]) -> str:
         *report.latency_table(med, comp),
         "",
         *tracing_section(comp),
+        *envoy_tracer_section(comp),
         "## Targets (DESIGN.md, read as same-run ratios)",
         "",
         *report.targets_table(result["targets"]),

@@ -19,7 +19,10 @@ from typing import Any
 Figures = Mapping[str, float]
 Round = Mapping[str, Any]
 #: Column / row order of the setups in the tables.
-SETUP_ORDER = ("native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds")
+SETUP_ORDER = (
+    "native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds",
+    "ntraced", "ntraced1",
+)  # fmt: skip
 
 
 def median(values: Iterable[float | None]) -> float:
@@ -94,6 +97,7 @@ def envoy_tracing_cost(rounds: Sequence[Round], present: set[str]) -> dict[str, 
     decision as a ratio, saturation loss in %, and saturation against naive and native."""
     out: dict[str, float] = {}
     rps, cpu = "saturation.rps", "saturation.processor_cpu_us_per_req"
+    envoy_cpu = "saturation.envoy_cpu_us_per_req"
     for setup in ("etraced", "etraced1", "full"):
         if not {setup, "sidecar"} <= present:
             continue
@@ -103,11 +107,22 @@ def envoy_tracing_cost(rounds: Sequence[Round], present: set[str]) -> dict[str, 
         out[f"etracing.{setup}.loss_pct"] = _paired(
             rounds, lambda s, a=setup: 100 * (1 - s[a][rps] / s["sidecar"][rps])
         )
+        out[f"etracing.{setup}.envoy_added_us"] = _paired(
+            rounds, lambda s, a=setup: s[a][envoy_cpu] - s["sidecar"][envoy_cpu]
+        )
         for other in ("naive", "native"):
             if other in present:
                 out[f"etracing.{setup}.rps/{other}"] = _paired(
                     rounds, lambda s, a=setup, b=other: s[a][rps] / s[b][rps]
                 )
+    for setup in ("ntraced", "ntraced1"):  # Envoy's tracer with no processor: the floor
+        if {setup, "native"} <= present:
+            out[f"etracing.{setup}.loss_pct"] = _paired(
+                rounds, lambda s, a=setup: 100 * (1 - s[a][rps] / s["native"][rps])
+            )
+            out[f"etracing.{setup}.envoy_added_us"] = _paired(
+                rounds, lambda s, a=setup: s[a][envoy_cpu] - s["native"][envoy_cpu]
+            )
     return out
 
 
@@ -270,6 +285,32 @@ def tracing_table(comp: Mapping[str, float]) -> list[str]:
         label = f"{figure.replace('_ms', '')} at {window[5:]} req/s, ms"
         value = comp[key]
         lines.append(_row([label, f"{value:+.2f}" if math.isfinite(value) else "n/a"]))
+    return lines
+
+
+def envoy_tracer_table(comp: Mapping[str, float]) -> list[str]:
+    """Envoy's tracer on against off, same round: with the sidecar (``etraced*``, ``full``
+    against ``sidecar``) and with no processor at all (``ntraced*`` against ``native``)."""
+    rows = [
+        ("etraced", "sidecar", "Envoy tracer 100 %"),
+        ("etraced1", "sidecar", "Envoy tracer 1 %"),
+        ("full", "sidecar", "Envoy tracer 100 % + decision spans"),
+        ("ntraced", "native", "Envoy tracer 100 %, no processor"),
+        ("ntraced1", "native", "Envoy tracer 1 %, no processor"),
+    ]
+    present = [row for row in rows if f"etracing.{row[0]}.loss_pct" in comp]
+    if not present:
+        return []
+    lines = [_row(["setup", "against", "saturation loss, %", "sidecar CPU ratio",
+                   "Envoy µs/request added"])]  # fmt: skip
+    lines.append(_row(["---"] * 5))
+    for setup, reference, label in present:
+        ratio = comp.get(f"etracing.{setup}.cpu_ratio")
+        added = comp.get(f"etracing.{setup}.envoy_added_us")
+        lines.append(
+            _row([f"{setup} ({label})", reference, fmt(comp[f"etracing.{setup}.loss_pct"], 1),
+                  fmt(ratio, 2), fmt(added, 1)])
+        )  # fmt: skip
     return lines
 
 

@@ -14,6 +14,9 @@
   on every ext_proc stream, sampled or not.
 - ``full`` (only when asked for): end-to-end tracing, Envoy at 100 % and the sidecar's
   decision spans on (the one trace per request the README describes).
+- ``ntraced`` / ``ntraced1`` (only when asked for): ``native`` with Envoy's tracer on at
+  100 % / 1 % sampling: what Envoy's own tracer costs with no processor at all, the floor
+  under every ``etraced`` figure.
 - ``uds`` (only when asked for): the sidecar setup with Envoy and the sidecar speaking over
   a Unix domain socket (``--listen unix:PATH``, an Envoy pipe address) instead of TCP.
 
@@ -66,12 +69,14 @@ from loadtest.harness.tools import pinned
 
 SETUPS = (
     "native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds",
-    "premode", "sampled", "sampled-all",
+    "premode", "sampled", "sampled-all", "ntraced", "ntraced1",
 )  # fmt: skip
 DEFAULT_SETUPS = ("native", "naive", "sidecar", "traced")
-PROCESSORS = set(SETUPS) - {"native"}
+#: Setups of Envoy alone (weighted clusters, no processor).
+NATIVE = {"native", "ntraced", "ntraced1"}
+PROCESSORS = set(SETUPS) - NATIVE
 #: Setups with Envoy's tracer on, and its sampling percent.
-ENVOY_TRACED = {"etraced": 100.0, "etraced1": 1.0, "full": 100.0}
+ENVOY_TRACED = {"etraced": 100.0, "etraced1": 1.0, "full": 100.0, "ntraced": 100.0, "ntraced1": 1.0}
 #: Setups whose sidecar exports decision spans.
 SIDECAR_TRACED = {"traced", "full"}
 #: Setups that need the OTLP sink.
@@ -223,7 +228,7 @@ class SystemUnderTest:
             tracing = OtlpTarget.parse(options.otlp_endpoint, sampling_percent=sampling)
         rendered = envoy_config.render_config(ports.envoy, tracing=tracing)
         shipped = envoy_configs.without_access_log(rendered)
-        config = envoy_configs.native_routing(shipped) if setup == "native" else shipped
+        config = envoy_configs.native_routing(shipped) if setup in NATIVE else shipped
         #: The sidecar's Unix socket (the ``uds`` setup), else None: TCP on the sidecar port.
         self.socket_path = str(run_dir / "sidecar.sock") if setup == "uds" else None
         if self.socket_path is not None:

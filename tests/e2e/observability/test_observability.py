@@ -2,9 +2,10 @@
 export over OTLP/gRPC to a real receiver.
 
 - One trace per request: Envoy's ingress span -> its ext_proc egress span -> the decision span
-  (the sidecar reads the parent from the stream's gRPC metadata), plus the router's upstream
-  span; the upstream cluster is on Envoy's spans. Expected attributes come from the core
-  ``decide`` with the same rules file, for split v1 / v2, forced, rule and missing-id requests.
+  (the sidecar reads the parent from the stream's gRPC metadata), and no router span (the
+  shipped spawn_upstream_span: false); the upstream cluster is on the ingress span. Expected
+  attributes come from the core ``decide`` with the same rules file, for split v1 / v2,
+  forced, rule and missing-id requests.
 - Raw user ids are in no exported span byte, no metrics text (sidecar, Envoy) and no log line
   (sidecar with the decision log at rate 1, Envoy); decision log lines carry the keyed hash.
 - A dead or hung receiver neither fails a request nor delays a decision into Envoy's
@@ -126,11 +127,11 @@ def request_spans(spans: list[ReceivedSpan], request_id: str) -> dict[str, Recei
 def traced_request(
     stack: Stack, receiver: OtlpReceiver, headers: dict[str, str]
 ) -> tuple[client.Reply, dict[str, ReceivedSpan]]:
-    """Send one request with a fresh x-request-id; wait for its four spans."""
+    """Send one request with a fresh x-request-id; wait for its three spans."""
     request_id = str(uuid.uuid4())
     reply = client.send(stack, {**headers, "x-request-id": request_id})
     assert reply.status == 200
-    roles = {"ingress", "ext_proc", "decision", "upstream"}
+    roles = {"ingress", "ext_proc", "decision"}
     spans = receiver.wait_for(
         lambda s: set(request_spans(s, request_id)) == roles, f"the spans of {request_id}"
     )
@@ -145,20 +146,18 @@ def test_one_trace_from_envoy_through_the_decision_to_the_upstream(
     headers = case_headers(rules, case)
     want = decide(rules, headers)
     reply, spans = traced_request(traced, receiver, headers)
-    ingress, ext_proc, decision, upstream = (
-        spans[k] for k in ("ingress", "ext_proc", "decision", "upstream")
-    )
-    # One trace: ingress (root) -> ext_proc egress -> decision; ingress -> upstream.
+    ingress, ext_proc, decision = (spans[k] for k in ("ingress", "ext_proc", "decision"))
+    # One trace: ingress (root) -> ext_proc egress -> decision; no router span (the shipped
+    # config leaves spawn_upstream_span off: the ingress span carries the upstream cluster).
     assert len({s.trace_id for s in spans.values()}) == 1
+    assert "upstream" not in spans
     assert ingress.parent_span_id == "" and ingress.kind == SERVER
     assert ext_proc.parent_span_id == ingress.span_id
     assert decision.parent_span_id == ext_proc.span_id and decision.kind == SERVER
-    assert upstream.parent_span_id == ingress.span_id
-    # The upstream cluster on Envoy's spans is the decided cohort's, and it answered.
+    # The upstream cluster on Envoy's ingress span is the decided cohort's, and it answered.
     cluster = f"tts_{want.cohort.value}"
     assert reply.version == want.cohort.value
-    assert ingress.attributes["upstream_cluster"] == upstream.attributes["upstream_cluster"]
-    assert upstream.attributes["upstream_cluster"] == cluster
+    assert ingress.attributes["upstream_cluster"] == cluster
     assert ext_proc.attributes["upstream_cluster"] == "extproc_sidecar"
     # The decision's attributes, as the core decides them.
     key = headers.get(want.key_source) if want.key_source else None

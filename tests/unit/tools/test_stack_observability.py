@@ -48,7 +48,16 @@ def test_shipped_config_traces_with_opentelemetry_to_the_otel_collector_cluster(
     assert provider["typed_config"]["service_name"] == "tts-gateway"
     # Shipped at 1 % (production sampling); the local stack asks for its own (default 100).
     assert tracing["random_sampling"] == {"value": 1}
-    assert tracing["spawn_upstream_span"] is True
+    # No router span per request (the ingress span carries the upstream cluster): ~10 us less.
+    assert tracing["spawn_upstream_span"] is False
+    # The tracer exports in batches of up to 512 spans, at least every second (its default
+    # exports every 5 spans); the admin layer keeps /runtime_modify.
+    export, admin = envoy_config.load_config()["layered_runtime"]["layers"]
+    assert export["static_layer"] == {
+        "tracing.opentelemetry.min_flush_spans": 512,
+        "tracing.opentelemetry.flush_interval_ms": 1000,
+    }
+    assert admin == {"name": "admin", "admin_layer": {}}
     # The client's x-request-id stays as sent (Envoy would pack its trace decision into it).
     uuid_config = hcm(envoy_config.load_config())["request_id_extension"]["typed_config"]
     assert uuid_config["pack_trace_reason"] is False
@@ -81,7 +90,9 @@ def test_an_endpoint_points_the_cluster_and_sets_sampling_and_flush(tmp_path: Pa
     assert found is not None and found["type"] == "STATIC"
     address = found["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
     assert address["socket_address"] == {"address": "127.0.0.1", "port_value": 14317}
-    static, admin = rendered["layered_runtime"]["layers"]
+    # The faster flush comes after the shipped batching layer (later layers win), before admin.
+    shipped, static, admin = rendered["layered_runtime"]["layers"]
+    assert shipped["name"] == "tracing_export"
     assert static["static_layer"] == {
         "tracing.opentelemetry.flush_interval_ms": 100,
         "tracing.opentelemetry.min_flush_spans": 1,
@@ -90,6 +101,17 @@ def test_an_endpoint_points_the_cluster_and_sets_sampling_and_flush(tmp_path: Pa
     assert envoy_config.ports_of(rendered) == PORTS
     result = envoy_validate(envoy_config.write_config(rendered, tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_removing_tracing_keeps_runtime_keys_of_others() -> None:
+    config = envoy_config.load_config()
+    config["layered_runtime"]["layers"][0]["static_layer"][
+        "overload.global_downstream_max_connections"
+    ] = 50000
+    envoy_config.remove_tracing(config)
+    (static, admin) = config["layered_runtime"]["layers"]
+    assert static["static_layer"] == {"overload.global_downstream_max_connections": 50000}
+    assert "admin_layer" in admin
 
 
 def test_a_host_name_endpoint_is_resolved_by_dns() -> None:
