@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -282,3 +284,28 @@ def test_sidecar_spans_follow_envoys_sampling(make_stack: Callable[..., Stack]) 
         assert scrape.total(scrape.fetch(stack.metrics_url), "tts_canary_decisions_total") == 10
         assert stack.stop_sidecar() == 0  # a graceful stop flushes whatever spans were queued
         assert quiet.snapshot() == []
+
+
+def runtime_modify(stack: Stack, key: str, value: str) -> None:
+    url = f"{stack.admin_url}/runtime_modify?{urllib.parse.urlencode({key: value})}"
+    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5) as reply:
+        assert reply.status == 200
+
+
+def test_sampling_changes_at_run_time_through_the_admin_layer(
+    traced: Stack, receiver: OtlpReceiver
+) -> None:
+    """The shipped layered_runtime keeps an admin layer: POST /runtime_modify sets the
+    sampling of a running Envoy (here 0 %, then back to the stack's 100 %)."""
+    runtime_modify(traced, "tracing.random_sampling", "0")
+    try:
+        unsampled_id = str(uuid.uuid4())
+        assert client.send(traced, {"x-request-id": unsampled_id}).status == 200
+    finally:
+        runtime_modify(traced, "tracing.random_sampling", "100")
+    _, spans = traced_request(traced, receiver, {})  # sampled again: its spans arrive
+    assert spans["ingress"].trace_id
+    # Envoy exports in order, so the unsampled request's span would have come first.
+    assert not any(
+        s.attributes.get("guid:x-request-id") == unsampled_id for s in receiver.snapshot()
+    )
