@@ -23,7 +23,7 @@ import grpc
 import pytest
 
 from extproc.rollout.stores.etcd_store import EtcdStateStore
-from extproc.stack.processes import wait_until
+from extproc.stack.processes import NotReadyError, wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack
 from tests.fleet import figures
 from tests.fleet.conftest import StoreFactory
@@ -50,6 +50,10 @@ class Fleet:
         """Call ``method`` on whichever controller accepts it (the leader), as an operator
         would after an outage: a standby refuses with FAILED_PRECONDITION."""
         answers: list[Any] = []
+        refusals: dict[str, str] = {}
+        # A standby refuses; a controller still reconnecting to etcd may not answer yet (seen
+        # on a loaded machine): an operator tries the other one, then again.
+        retry = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE}
 
         def accepted() -> bool:
             for controller in (self.a, self.b):
@@ -57,11 +61,16 @@ class Fleet:
                     answers.append(controller.call(method, actor="e2e"))
                     return True
                 except grpc.RpcError as exc:
-                    if exc.code() is not grpc.StatusCode.FAILED_PRECONDITION:
+                    if exc.code() not in retry:
                         raise
+                    refusals[controller.name] = f"{exc.code().name}: {exc.details()}"
             return False
 
-        wait_until(accepted, f"a leader to accept {method}", timeout)
+        try:
+            wait_until(accepted, f"a leader to accept {method}", timeout)
+        except NotReadyError as exc:
+            raise AssertionError(f"{exc}; last refusals: {refusals}") from exc
+        assert self.a.process.alive() and self.b.process.alive()  # neither controller exited
         return answers[0]
 
 
