@@ -8,7 +8,7 @@ live``, scraped without Prometheus) -> the state file -> the sidecar -> Envoy's 
 - v2 turned silent (HTTP 200, normal latency): a live guard fails and the controller rolls
   back while the latency and error guards stay green.
 
-CI settings: checks every 0.5 s, 20 s live windows, at least 3 samples per cohort, a scoring
+CI settings: checks every 0.5 s, 30 s live windows, at least 3 samples per cohort, a scoring
 budget of 1 core. One stack serves the module; each test runs its own controller on the
 module's state file.
 """
@@ -58,11 +58,11 @@ POLICY = b"""policy:
        min_samples: 10}
     - {name: v2-errors, signal: error_rate, cohort: v2, threshold: 0.5%, window: 10s,
        min_samples: 10}
-    - {name: live-silence, signal: silence_ratio, cohort: v2-v1, threshold: 30%, window: 20s,
+    - {name: live-silence, signal: silence_ratio, cohort: v2-v1, threshold: 30%, window: 30s,
        min_samples: 3, source: live}
-    - {name: live-mos, signal: mos, cohort: v2, threshold: 2.5, window: 20s, min_samples: 3,
+    - {name: live-mos, signal: mos, cohort: v2, threshold: 2.5, window: 30s, min_samples: 3,
        source: live}
-    - {name: live-invalid, signal: invalid_audio_rate, cohort: v2, threshold: 50%, window: 20s,
+    - {name: live-invalid, signal: invalid_audio_rate, cohort: v2, threshold: 50%, window: 30s,
        min_samples: 3, source: live}
 """
 LIVE_GUARDS = ("live-silence", "live-mos", "live-invalid")
@@ -150,7 +150,9 @@ def test_healthy_models_hold_then_pass_and_never_fail(rig: Rig) -> None:
     figures = final["guards"]
     print(
         "\nhealthy live figures: "
-        + "; ".join(f"{name}: {figures[name]['detail']}" for name in LIVE_GUARDS)
+        + "; ".join(
+            f"{name} {_value(figures[name])}: {figures[name]['detail']}" for name in LIVE_GUARDS
+        )
     )
     assert all(figures[name]["source"] == "live" for name in LIVE_GUARDS)
 
@@ -180,10 +182,16 @@ def test_silent_v2_rolls_back_on_a_live_guard_while_latency_and_errors_stay_gree
     assert figures["v2-p95"]["verdict"] == "pass" and figures["v2-errors"]["verdict"] == "pass"
     assert {figures[name]["verdict"] for name in breached} == {"fail"}
     print(
-        f"\nsilent v2: fault -> rolled_back {rolled_back_at - fault_at:.1f}s (live windows 20 s,"
+        f"\nsilent v2: fault -> rolled_back {rolled_back_at - fault_at:.1f}s (live windows 30 s,"
         f" checks every {CHECK_INTERVAL} s); breached {breached}: "
-        + "; ".join(f"{name}: {figures[name]['detail']}" for name in breached)
+        + "; ".join(
+            f"{name} {_value(figures[name])}: {figures[name]['detail']}" for name in breached
+        )
     )
+
+
+def _value(figure: dict[str, Any]) -> str:
+    return "-" if figure["value"] is None else f"{figure['value']:.3g}"
 
 
 def test_every_listed_live_metric_is_in_a_scrape_of_the_sampling_sidecar(rig: Rig) -> None:
