@@ -77,9 +77,12 @@ def parse_live(text: str) -> dict[tuple[str, str, str], float]:
 
 
 def difference(new: Series, old: Series) -> dict[tuple[str, str, str], float] | None:
-    """``new - old`` series by series (a series new since ``old`` counts from 0); None if one
-    went down: the sidecar (or a worker) restarted, the two scrapes cannot be compared."""
-    delta = {key: value - old.get(key, 0.0) for key, value in new.items()}
+    """``new - old`` over the series both scrapes have; None if one went down: the sidecar
+    (or a worker) restarted, the two scrapes cannot be compared. A series only ``new`` has is
+    left out: the sidecar creates every series at 0, so a series missing from a scrape is a
+    worker that did not answer it (``extproc serve --workers``), whose whole count must not
+    be taken for the window's."""
+    delta = {key: value - old[key] for key, value in new.items() if key in old}
     if any(value < 0 for value in delta.values()):
         return None
     return delta

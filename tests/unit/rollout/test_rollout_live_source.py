@@ -128,11 +128,14 @@ def test_parsing_keeps_other_labels_apart_and_skips_the_rest() -> None:
     assert parse_live("tts_canary_decisions_total 1\n") == {}
 
 
-def test_difference_counts_new_series_from_zero_and_refuses_a_count_that_went_down() -> None:
-    old = {("v2", "valid", ""): 5.0}
-    new = {("v2", "valid", ""): 8.0, ("v1", "valid", ""): 2.0}
-    assert difference(new, old) == {("v2", "valid", ""): 3.0, ("v1", "valid", ""): 2.0}
-    assert difference(old, new) is None
+def test_difference_skips_series_the_older_scrape_lacks_and_refuses_a_count_that_went_down() -> (
+    None
+):
+    old = {("v2", "valid", "worker=0"): 5.0}
+    # worker 1 did not answer the older scrape: its cumulative 40 is not this window's
+    new = {("v2", "valid", "worker=0"): 8.0, ("v2", "valid", "worker=1"): 40.0}
+    assert difference(new, old) == {("v2", "valid", "worker=0"): 3.0}
+    assert difference(old, {("v2", "valid", "worker=0"): 6.0}) is None
 
 
 # ---- readings: cohort means, the v2-v1 gap, the invalid rate --------------------------------
@@ -267,6 +270,32 @@ def test_a_restarted_sidecar_starts_its_window_over(clock: FakeClock) -> None:
     check(source, clock)
     reading = source.read(g)
     assert (reading.value, reading.samples) == (0.0, 2)
+
+
+def test_a_worker_missing_from_one_scrape_adds_no_spike(clock: FakeClock) -> None:
+    """``--workers``: the supervisor leaves a worker that did not answer out of a scrape."""
+
+    def page(**workers: tuple[float, float]) -> bytes:
+        lines = []
+        for worker, (count, total) in workers.items():
+            labels = f'cohort="v2",worker="{worker[1:]}"'
+            lines.append(f"tts_quality_live_silence_ratio_count{{{labels}}} {count}")
+            lines.append(f"tts_quality_live_silence_ratio_sum{{{labels}}} {total}")
+        return "\n".join(lines).encode()
+
+    fleet = Fleet([A])
+    source = source_of(fleet, clock)
+    g = guard("silence_ratio", "v2", window=10.0, min_samples=1)
+    for workers in (
+        {"w0": (10.0, 1.0), "w1": (10.0, 1.0)},
+        {"w0": (12.0, 1.2)},  # w1 did not answer this scrape
+        {"w0": (12.0, 1.2), "w1": (14.0, 1.4)},
+    ):
+        fleet.pages[A] = page(**workers)
+        check(source, clock)
+    assert source.read(g).value is None  # no new samples in the last 10 s, not w1's 14
+    wider = source.read(guard("silence_ratio", "v2", window=20.0, min_samples=1))
+    assert (wider.samples, wider.value) == (6, pytest.approx(0.1))
 
 
 def test_evaluate_routes_live_guards_to_the_live_source(clock: FakeClock) -> None:
