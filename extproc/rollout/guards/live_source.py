@@ -140,7 +140,7 @@ class LiveSource:
         try:
             body = self._fetch(url, self.timeout)
             series = parse_live(body.decode("utf-8", errors="replace"))
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # any failure to read is a hold, never a crash
             return f"sidecar {url} unreachable: {str(exc) or type(exc).__name__}"
         if not series:
             return f"sidecar {url} has no live figures (is EXTPROC_SAMPLE_RATE above 0?)"

@@ -5,6 +5,7 @@ too few samples or any sidecar that cannot be read holds, never passes nor fails
 from __future__ import annotations
 
 import asyncio
+import http.client
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ class Fleet:
 
     def __init__(self, urls: Sequence[str]) -> None:
         self.sidecars = {url: Sidecar() for url in urls}
-        self.down: dict[str, OSError] = {}
+        self.down: dict[str, Exception] = {}
         self.pages: dict[str, bytes] = {}
 
     def fetch(self, url: str, timeout: float) -> bytes:
@@ -252,6 +253,10 @@ def test_any_sidecar_that_cannot_be_read_holds_every_live_guard(clock: FakeClock
         f"sidecar {B} has no live figures (is EXTPROC_SAMPLE_RATE above 0?)"
     )
     del fleet.pages[B]
+    fleet.down[A] = http.client.IncompleteRead(b"tts_quality_live_")  # not an OSError
+    check(source, clock)
+    assert source.read(g).detail.startswith(f"sidecar {A} unreachable: IncompleteRead(")
+    del fleet.down[A]
     check(source, clock)
     assert judge(g, source.read(g)).verdict is Verdict.PASS  # both read again
 
