@@ -34,6 +34,7 @@ from extproc.rollout.clock import Clock, ScaledClock, SystemClock, parse_start
 from extproc.rollout.controller import DEFAULT_INTERVAL, Controller
 from extproc.rollout.guards.exposition import GuardCollector, guard_registry
 from extproc.rollout.guards.judge import Source, family
+from extproc.rollout.guards.live_source import DEFAULT_LIVE_METRICS, LiveSource, parse_urls
 from extproc.rollout.guards.paired_compare import PAIRED_HORIZON
 from extproc.rollout.guards.quality import DEFAULT_QUALITY_URL, QualitySource
 from extproc.rollout.guards.signals import DEFAULT_ENVOY_ADMIN, EnvoyStatsSource, PrometheusSource
@@ -54,6 +55,11 @@ PROMETHEUS = Setting(
 QUALITY = Setting(
     "EXTPROC_QUALITY_URL", DEFAULT_QUALITY_URL, "probe process URL (guards on audio quality)"
 )
+LIVE_METRICS = Setting(
+    "EXTPROC_LIVE_METRICS",
+    DEFAULT_LIVE_METRICS,
+    "comma-separated sidecar /metrics URLs (guards with source: live)",
+)
 INTERVAL = Setting("EXTPROC_CHECK_INTERVAL", str(DEFAULT_INTERVAL), "seconds between guard checks")
 METRICS = Setting(
     "EXTPROC_CONTROLLER_METRICS",
@@ -61,7 +67,8 @@ METRICS = Setting(
     "host:port of the controller's /metrics: guard figures, notifications ('' = off)",
 )
 SETTINGS = (
-    POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, QUALITY, INTERVAL, METRICS, *fleet_control.SETTINGS
+    POLICY, STATE, ENVOY_ADMIN, PROMETHEUS, QUALITY, LIVE_METRICS, INTERVAL, METRICS,
+    *fleet_control.SETTINGS,
 )  # fmt: skip
 log = logging.getLogger("extproc.rollout.controller")
 T = TypeVar("T")
@@ -102,6 +109,7 @@ def register(subparsers: Any, extension: Extension | None = None) -> None:
     p.add_argument("--envoy-admin", default=env(ENVOY_ADMIN), help=ENVOY_ADMIN.help)
     p.add_argument("--prometheus", default=env(PROMETHEUS), help=PROMETHEUS.help)
     p.add_argument("--quality", default=env(QUALITY), help=QUALITY.help)
+    p.add_argument("--live-metrics", default=env(LIVE_METRICS), help=LIVE_METRICS.help)
     p.add_argument("--interval", default=env(INTERVAL), help=INTERVAL.help)
     p.add_argument("--metrics", default=env(METRICS), help=METRICS.help)
     p.add_argument(
@@ -125,10 +133,15 @@ def register(subparsers: Any, extension: Extension | None = None) -> None:
 
 
 def build_sources(
-    policy: Policy, clock: Clock, envoy_admin: str, prometheus: str, quality: str = ""
+    policy: Policy,
+    clock: Clock,
+    envoy_admin: str,
+    prometheus: str,
+    quality: str = "",
+    live_metrics: str = "",
 ) -> dict[str, Source]:
-    """The sources the policy's guards need; ValueError if promql or quality guards lack a
-    URL."""
+    """The sources the policy's guards need; ValueError if promql, quality or live guards
+    lack a URL."""
     families = {family(g) for g in policy.guards}
     sources: dict[str, Source] = {}
     if "envoy" in families:
@@ -148,6 +161,15 @@ def build_sources(
             if family(g) == "quality"
         )
         sources["quality"] = QualitySource(quality, horizon)
+    if "live" in families:
+        try:
+            urls = parse_urls(live_metrics)
+        except ValueError as exc:
+            raise ValueError(
+                f"the policy has live audio guards: --live-metrics ({LIVE_METRICS.env}): {exc}"
+            ) from None
+        horizon = max(g.window for g in policy.guards if family(g) == "live")
+        sources["live"] = LiveSource(urls, clock, horizon)
     return sources
 
 
@@ -210,7 +232,9 @@ def build_controller(args: argparse.Namespace) -> Controller:
         "reading the clock", lambda: build_clock(args.clock_start, args.clock_speed, store)
     )
     interval = positive_float("--interval", args.interval)
-    sources = build_sources(policy, clock, args.envoy_admin, args.prometheus, args.quality)
+    sources = build_sources(
+        policy, clock, args.envoy_admin, args.prometheus, args.quality, args.live_metrics
+    )
     leadership = fleet_control.leadership_for(store, args)
     identity = fleet_control.identity_of(leadership)
     notifier = notifier_for(policy.notify, identity)

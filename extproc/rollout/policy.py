@@ -38,7 +38,9 @@ breach *below* the threshold; cohort v2-v1: the drop v1 - v2, breach above), ``a
 ``silence_ratio``, ``clipping_ratio``, ``invalid_audio_rate`` (v2 or v1: the figure; v2-v1:
 the mean paired difference v2 - v1 over the same texts) and ``truncation`` (v2-v1 only: how
 much shorter v2 speaks the same text, ``1 - duration_v2 / duration_v1``). Ratios take a
-percentage (``30%``), ``mos`` and ``asr_wer`` a plain number.
+percentage (``30%``), ``mos`` and ``asr_wer`` a plain number. ``source: live`` (default
+``probes``) reads the same signals, except ``truncation``, from the sidecars' live sampling
+figures instead: cohort means over the window, v2-v1 the gap of the two (unpaired).
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ QUALITY_SIGNALS = (
 )
 RATIO_SIGNALS = ("silence_ratio", "clipping_ratio", "invalid_audio_rate", "truncation")
 PAIRED_ONLY = ("truncation",)
+#: Where an audio guard reads its figures: the probe process's pairs, or the sidecars' live
+#: sampling figures (``tts_quality_live_*`` on their /metrics; docs/audio-gate.md).
+QUALITY_SOURCES = ("probes", "live")
 SIGNALS = ("latency_p95", "latency_p99", "error_rate", "promql", *QUALITY_SIGNALS)
 COHORTS = ("v2", "v1", "v2-v1")
 COMPARE = "compare"  # the signal of a compare guard
@@ -109,6 +114,7 @@ class Guard:
     min_samples: int
     query: str = ""
     compare: Comparison | None = None  # set for signal COMPARE (then cohort is "v2-v1")
+    source: str = ""  # audio signals: one of QUALITY_SOURCES ("probes" unless set); else ""
 
     @property
     def lower_is_worse(self) -> bool:
@@ -247,7 +253,10 @@ def _guards(r: Reader, node: Node | None) -> tuple[Guard, ...]:
         if _has_key(item, COMPARE):
             m = r.mapping(item, path, ("name", COMPARE, "min_samples"), ("name", COMPARE))
         else:
-            keys = ("name", "signal", "cohort", "threshold", "window", "min_samples", "query")
+            keys = (
+                "name", "signal", "cohort", "threshold", "window", "min_samples", "query",
+                "source",
+            )  # fmt: skip
             m = r.mapping(item, path, keys, ("name", "signal", "threshold", "window"))
         name = r.string(m["name"], f"{path}.name", pattern=_NAME)
         if name in names:
@@ -279,6 +288,7 @@ def _guards(r: Reader, node: Node | None) -> tuple[Guard, ...]:
         query = r.string(m["query"], f"{path}.query") if "query" in m else ""
         if (signal == "promql") != bool(query):
             r.fail(item, path, "a 'query' is required for signal promql and only for it")
+        source = _source(r, m, path, signal)
         out.append(
             Guard(
                 name=name,
@@ -292,9 +302,31 @@ def _guards(r: Reader, node: Node | None) -> tuple[Guard, ...]:
                     else 1
                 ),
                 query=query,
+                source=source,
             )
         )
     return tuple(out)
+
+
+def _source(r: Reader, m: dict[str, Node], path: str, signal: str) -> str:
+    """An audio guard's source (``probes`` unless set); only audio signals take one."""
+    if signal not in QUALITY_SIGNALS:
+        if "source" in m:
+            r.fail(m["source"], f"{path}.source", "only audio signals take a source")
+        return ""
+    if "source" not in m:
+        return "probes"
+    source = r.string(m["source"], f"{path}.source")
+    if source not in QUALITY_SOURCES:
+        allowed = ", ".join(QUALITY_SOURCES)
+        r.fail(m["source"], f"{path}.source", f"{source!r} is not a source; allowed: {allowed}")
+    if source == "live" and signal in PAIRED_ONLY:
+        r.fail(
+            m["source"],
+            f"{path}.source",
+            f"signal {signal} needs the same text from both models: only the probes have it",
+        )
+    return source
 
 
 def _threshold(r: Reader, node: Node, path: str, signal: str) -> float:

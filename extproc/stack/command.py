@@ -206,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
                         args.run_dir,
                         env,
                         quality=probes.url if probes is not None else "",
+                        live_metrics=stack.metrics_url,
                     )
                 )
             _print_banner(stack, controller, probes)

@@ -29,13 +29,16 @@ class LocalController(Service):
         run_dir: Path,
         env: dict[str, str],
         quality: str = "",
+        live_metrics: str = "",
     ) -> None:
         """``quality``: the probe process's URL for the policy's quality guards ('' = the
-        controller's default, where nothing answers without probes: those guards hold)."""
+        controller's default, where nothing answers without probes: those guards hold);
+        ``live_metrics``: the sidecar's /metrics URL for live audio guards ('' = default)."""
         self.policy, self.state = policy, state
         argv = [sys.executable, "-m", "extproc", "rollout", "controller"]
         argv += ["--policy", str(policy), "--state", str(state), "--envoy-admin", envoy_admin]
         argv += ["--quality", quality] if quality else []
+        argv += ["--live-metrics", live_metrics] if live_metrics else []
         argv += [
             "--admin",
             f"{ADMIN_HOST}:{ADMIN_PORT}",

@@ -148,9 +148,10 @@ def _verdict(status: dict[str, Any]) -> str:
 def _figure_row(figure: dict[str, Any]) -> list[str]:
     signal = figure["signal"]
     value = figure["value"]
+    live = " (live)" if figure.get("source") == "live" else ""
     return [
         figure["name"],
-        signal,
+        signal + live,
         figure["cohort"] or "-",
         "-" if value is None else _measure(signal, value),
         _measure(signal, figure["threshold"]),

@@ -173,6 +173,7 @@ def _figures(guards: Mapping[str, Mapping[str, Any]]) -> list[pb.GuardFigure]:
             window=_duration(figure.get("window", 0.0)),
             detail=figure.get("detail", ""),
             compare=_compare(figure) if figure.get("metric") else None,
+            source=figure.get("source", ""),
         )
         for name, figure in guards.items()
     ]
@@ -287,6 +288,7 @@ def figure_json(figure: pb.GuardFigure) -> dict[str, Any]:
         "min_samples": figure.min_samples,
         "window_seconds": figure.window.ToNanoseconds() / 1e9,
         "detail": figure.detail,
+        **({"source": figure.source} if figure.source else {}),
         **({"compare": compare_json(figure.compare)} if figure.HasField("compare") else {}),
     }
 

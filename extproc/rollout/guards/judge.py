@@ -58,6 +58,7 @@ class Figure:
     e_value: float | None = None  # this check's mixture likelihood ratio at the margin
     samples_v2: int | None = None
     samples_v1: int | None = None
+    source: str = ""  # audio guards: "probes" or "live" (policy.QUALITY_SOURCES)
 
     def to_json(self) -> dict[str, Any]:
         if self.metric:
@@ -87,6 +88,7 @@ class Figure:
             "min_samples": self.min_samples,
             "verdict": self.verdict.value,
             "detail": self.detail,
+            **({"source": self.source} if self.source else {}),
         }
 
 
@@ -112,6 +114,7 @@ def judge(guard: Guard, reading: Reading) -> Figure:
         min_samples=guard.min_samples,
         verdict=verdict,
         detail=detail,
+        source=guard.source,
     )
 
 
@@ -149,8 +152,8 @@ def evaluate(
     compare: Compare | None = None,
 ) -> Evaluation:
     """Judge every guard with its source's current reading (``source_of`` maps a signal
-    family, ``envoy``, ``promql`` or ``quality``, to a source); compare guards are judged by
-    ``compare`` (guards/comparison.py), and hold without it."""
+    family, ``envoy``, ``promql``, ``quality`` or ``live``, to a source); compare guards are
+    judged by ``compare`` (guards/comparison.py), and hold without it."""
     figures = tuple(
         (compare(g) if compare else _no_compare(g))
         if g.signal == COMPARE
@@ -177,10 +180,13 @@ def _no_compare(guard: Guard) -> Figure:
 
 def family(guard: Guard) -> str:
     """Which source serves ``guard``: ``promql`` for PromQL, ``quality`` for the audio
-    signals and audio compare guards (the probe process), ``envoy`` for latency and errors
+    signals and audio compare guards (the probe process), ``live`` for audio signals with
+    ``source: live`` (the sidecars' live sampling figures), ``envoy`` for latency and errors
     (and their compare guards)."""
     if guard.signal == "promql":
         return "promql"
     if guard.compare is not None:
         return "quality" if guard.compare.paired else "envoy"
-    return "quality" if guard.signal in QUALITY_SIGNALS else "envoy"
+    if guard.signal in QUALITY_SIGNALS:
+        return "live" if guard.source == "live" else "quality"
+    return "envoy"

@@ -16,7 +16,6 @@ import shutil
 import statistics
 import struct
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from extproc.stack.stack import DEFAULT_RULES, Stack
 from extproc.standins.speech import espeak_available
 from tests.support import scrape
 from tests.support.cohorts import interleave, users_by_cohort
+from tests.support.standin_faults import set_fault
 
 pytestmark = [
     pytest.mark.envoy,
@@ -51,14 +51,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with Stack.with_free_ports(run_dir=run_dir, rules=rules, sidecar_env=env) as running:
         yield running
     client.close_connections()
-
-
-def set_fault(stack: Stack, version: str, **faults: object) -> None:
-    request = urllib.request.Request(
-        stack.tts_url(version) + "/admin/fault", data=json.dumps(faults).encode()
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
 
 
 def whole_wav(body: bytes) -> bool:

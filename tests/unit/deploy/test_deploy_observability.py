@@ -113,6 +113,10 @@ def test_dashboard_panels_are_well_formed() -> None:
         ("Decisions/s by cohort and reason", "tts_canary_decisions_total"),
         ("fail-open", "envoy_http_ext_proc_failure_mode_allowed"),
         ("Reload failures", "tts_canary_rules_reloads_total"),
+        ("Live sampling: DNSMOS per cohort", "tts_quality_live_mos_sum"),
+        ("Live sampling: silence, clipping and invalid", "tts_quality_live_silence_ratio_sum"),
+        ("Live sampling: silence, clipping and invalid", "tts_quality_live_scored_total"),
+        ("Live sampling: sampled, scored, dropped", "tts_quality_live_dropped_total"),
     ],
 )
 def test_dashboard_has_the_issue_panels(title_part: str, metric: str) -> None:

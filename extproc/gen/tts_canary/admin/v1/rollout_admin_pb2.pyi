@@ -66,7 +66,7 @@ class RolloutState(_message.Message):
     def __init__(self, rollout: _Optional[str] = ..., phase: _Optional[_Union[Phase, str]] = ..., stage: _Optional[int] = ..., share: _Optional[str] = ..., share_basis_points: _Optional[int] = ..., revision: _Optional[int] = ..., next_step_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., resume_share: _Optional[str] = ..., operator_reason: _Optional[str] = ...) -> None: ...
 
 class GuardFigure(_message.Message):
-    __slots__ = ("name", "signal", "cohort", "verdict", "value", "threshold", "samples", "min_samples", "window", "detail", "compare")
+    __slots__ = ("name", "signal", "cohort", "verdict", "value", "threshold", "samples", "min_samples", "window", "detail", "compare", "source")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
     COHORT_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class GuardFigure(_message.Message):
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     COMPARE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     name: str
     signal: str
     cohort: str
@@ -89,7 +90,8 @@ class GuardFigure(_message.Message):
     window: _duration_pb2.Duration
     detail: str
     compare: CompareFigure
-    def __init__(self, name: _Optional[str] = ..., signal: _Optional[str] = ..., cohort: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., samples: _Optional[int] = ..., min_samples: _Optional[int] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., detail: _Optional[str] = ..., compare: _Optional[_Union[CompareFigure, _Mapping]] = ...) -> None: ...
+    source: str
+    def __init__(self, name: _Optional[str] = ..., signal: _Optional[str] = ..., cohort: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., samples: _Optional[int] = ..., min_samples: _Optional[int] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., detail: _Optional[str] = ..., compare: _Optional[_Union[CompareFigure, _Mapping]] = ..., source: _Optional[str] = ...) -> None: ...
 
 class CompareFigure(_message.Message):
     __slots__ = ("metric", "effect_low", "effect_high", "p_value", "e_value", "alpha", "samples_v2", "samples_v1")
