@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 COMPLETED = "envoy_cluster_upstream_rq_completed"
@@ -28,6 +29,26 @@ ADMIN_FILTER = r"^cluster\.[^.]+\.upstream_rq_(completed|time|[1-5]xx)$"
 
 _LINE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}\s+(\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def labelled_samples(
+    text: str, prefixes: str | tuple[str, ...]
+) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every labelled sample in a Prometheus text exposition whose
+    name starts with ``prefixes``; other lines, unparsable values and NaN are skipped."""
+    for line in text.splitlines():
+        if not line.startswith(prefixes):
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            continue
+        name, raw_labels, raw_value = match.groups()
+        try:
+            value = float(raw_value)
+        except ValueError:
+            continue
+        if not math.isnan(value):
+            yield name, dict(_LABEL.findall(raw_labels)), value
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,20 +74,9 @@ def parse_scrape(text: str) -> Scrape:
     completed: dict[str, float] = {}
     errors: dict[str, float] = {}
     buckets: dict[str, list[tuple[float, float]]] = {}
-    for line in text.splitlines():
-        if not line.startswith(WANTED):
-            continue
-        match = _LINE.match(line)
-        if match is None:
-            continue
-        name, raw_labels, raw_value = match.groups()
-        labels = dict(_LABEL.findall(raw_labels))
+    for name, labels, value in labelled_samples(text, WANTED):
         cluster = labels.get("envoy_cluster_name")
-        try:
-            value = float(raw_value)
-        except ValueError:
-            continue
-        if cluster is None or math.isnan(value):
+        if cluster is None:
             continue
         if name == COMPLETED:
             completed[cluster] = value

@@ -20,10 +20,9 @@ drop): unlike the probes' pairs the texts differ between cohorts, so it is unpai
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Mapping
 
+from extproc.rollout.guards.envoy_stats import labelled_samples
 from extproc.rollout.guards.judge import Reading
 from extproc.rollout.policy import Guard
 
@@ -41,8 +40,6 @@ _WANTED = {
     for name in HISTOGRAM_OF.values()
     for suffix in ("_count", "_sum")
 }
-_LINE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}\s+(\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 #: (cohort, quantity, the series' other labels) -> cumulative value; quantity is ``valid``,
 #: ``invalid`` or a histogram's ``<name>_count`` / ``<name>_sum``.
@@ -55,21 +52,10 @@ def parse_live(text: str) -> dict[tuple[str, str, str], float]:
     """The live figures in a sidecar's Prometheus text exposition (other lines skipped);
     empty when the sidecar does not sample."""
     series: dict[tuple[str, str, str], float] = {}
-    for line in text.splitlines():
-        if not line.startswith(PREFIX):
-            continue
-        match = _LINE.match(line)
-        if match is None:
-            continue
-        name, raw_labels, raw_value = match.groups()
-        labels = dict(_LABEL.findall(raw_labels))
+    for name, labels, value in labelled_samples(text, PREFIX):
         cohort = labels.pop("cohort", None)
         quantity = labels.pop("outcome", None) if name == SCORED else _WANTED.get(name)
-        try:
-            value = float(raw_value)
-        except ValueError:
-            continue
-        if cohort is None or quantity is None or math.isnan(value):
+        if cohort is None or quantity is None:
             continue
         rest = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         series[(cohort, quantity, rest)] = value

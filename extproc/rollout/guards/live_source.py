@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from extproc.rollout.clock import Clock
 from extproc.rollout.guards.judge import Reading
@@ -31,23 +31,13 @@ from extproc.rollout.guards.live_figures import (
     parse_live,
     went_down,
 )
+from extproc.rollout.guards.signals import Fetch, http_get
 from extproc.rollout.policy import Guard
 
 log = logging.getLogger("extproc.rollout.guards.live")
 
 DEFAULT_LIVE_METRICS = "http://127.0.0.1:9464/metrics"
 MAX_SCRAPES = 10_000
-
-Fetch = Callable[[str, float], bytes]
-
-
-def http_get(url: str, timeout: float) -> bytes:
-    """GET ``url``; the body (urllib errors are OSErrors)."""
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        body: bytes = response.read()
-    return body
 
 
 def parse_urls(text: str) -> tuple[str, ...]:
