@@ -94,9 +94,13 @@ class HeaderDecoder:
                 scanned = scan(block, self._wanted, self._max, self._paths)
                 if scanned is not None:
                     path, kept, held, self.work = scanned
-                    if split is not None and masked is not None:
-                        self._remember_masked(masked, split, (path, kept, held))
-                    else:  # a block with a unique traceparent would never be seen again
+                    # A block kept under its (prefix, suffix) is not kept whole as well:
+                    # with a unique traceparent it would never be seen again.
+                    if (
+                        split is None
+                        or masked is None
+                        or not self._remember_masked(masked, split, (path, kept, held))
+                    ):
                         self._remember(block, (path, kept, held), held)
                     return path, kept, held
         try:
@@ -128,33 +132,35 @@ class HeaderDecoder:
         masked: dict[trace_mask.Key, trace_mask.Entry],
         split: trace_mask.Split,
         result: Decoded,
-    ) -> None:
+    ) -> bool:
         """Keep ``result`` under the block's (prefix, suffix) once both are shown to be
-        runs of complete fields (trace_mask); the block itself scanned without error."""
+        runs of complete fields (trace_mask); the block itself scanned without error.
+        False if it is not kept."""
         key, listed = split[0], split[1]
         known = masked.get(key)
         if known is not None:  # scanned for a longer value: it may be that long from now on
             masked[key] = (*known[:3], max(listed, known[3]), known[4])
-            return
+            return True
         if len(key[0]) + len(key[1]) > CACHED_BLOCK:
-            return
-        wanted = self._wanted
-        if wanted is None or not trace_mask.validated(key, wanted, self._max):
-            return
+            return False
         path, metadata, held = result
         at = -1
         if self._reads_trace:  # the one field named traceparent is the one split around
             found = [i for i, (name, _) in enumerate(metadata) if name == trace_mask.NAME]
             if len(found) != 1:
-                return
+                return False
             at = found[0]
             name, value = metadata[at]
             held -= len(name) + len(value) + 32
             metadata = metadata[:at] + metadata[at + 1 :]
+        wanted = self._wanted
+        if wanted is None or not trace_mask.validated(key, wanted, self._max):
+            return False
         self.work *= 3  # the prefix and the suffix were scanned too
         if len(masked) >= CACHE_ENTRIES:
             masked.clear()
         masked[key] = (path, metadata, held, listed, at)
+        return True
 
     def _remember(self, block: bytes, result: Decoded, decoded: int) -> None:
         if len(block) <= CACHED_BLOCK and decoded <= CACHED_DECODED:

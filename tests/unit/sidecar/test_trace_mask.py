@@ -101,6 +101,9 @@ def test_the_second_block_comes_from_the_masked_entry(monkeypatch: pytest.Monkey
     longer = block([("x-user-id", "u1")], "00-" + "3" * 32 + "-" + "4" * 16 + "-01", [], True)
     assert decoder.decode(longer)[1] == (("x-user-id", "u1"),)
     assert scans == [1, 1, 1]  # a longer value on the wire: scanned (the limit is checked)
+    as_long = block([("x-user-id", "u1")], "00-" + "4" * 32 + "-" + "3" * 16 + "-01", [], True)
+    assert decoder.decode(as_long)[1] == (("x-user-id", "u1"),)
+    assert scans == [1, 1, 1]  # the entry now allows values that long
 
 
 def test_a_decoy_name_inside_another_value_changes_nothing() -> None:
