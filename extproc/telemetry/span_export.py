@@ -1,11 +1,12 @@
-"""Batching and export of pre-encoded decision spans (see otlp_spans.py).
+"""Batching, encoding and export of decision spans (see decision_spans.py, otlp_spans.py).
 
-A bounded queue filled by the event loop (one deque append per span) and drained by one
-daemon thread every ``OTEL_BSP_SCHEDULE_DELAY`` ms or as soon as
+A bounded queue filled by the event loop (one deque append of a record per span) and
+drained by one daemon thread every ``OTEL_BSP_SCHEDULE_DELAY`` ms or as soon as
 ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans wait; over ``OTEL_BSP_MAX_QUEUE_SIZE`` the oldest
-spans are dropped, as the SDK's batch processor does. The SDK's OTLP/gRPC exporter sends
-the batch, so endpoint, headers, TLS, compression, timeout and retries are configured as
-usual by ``OTEL_EXPORTER_OTLP_*``.
+spans are dropped, as the SDK's batch processor does. The thread encodes a batch of
+records to span bytes (``encode``) in chunks, letting the event loop take the GIL between
+chunks, and the SDK's OTLP/gRPC exporter sends the batch, so endpoint, headers, TLS,
+compression, timeout and retries are configured as usual by ``OTEL_EXPORTER_OTLP_*``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import collections
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from extproc.telemetry.otlp_spans import export_request
 
 log = logging.getLogger("extproc.telemetry.tracing")
+
+#: Records encoded between two chances for the event loop to take the GIL (~0.1 ms).
+ENCODE_CHUNK = 64
 
 
 def _env_int(name: str, default: int) -> int:
@@ -64,14 +69,24 @@ def bytes_exporter(resource: bytes, scope: bytes) -> Any:
     return BytesSpanExporter()
 
 
-class SpanBatcher:
-    """Queue of encoded spans and the thread that exports them in batches."""
+def _as_is(records: Sequence[Any]) -> list[bytes]:
+    return list(records)
 
-    def __init__(self, exporter: Any) -> None:
+
+class SpanBatcher:
+    """Queue of span records and the thread that encodes and exports them in batches.
+
+    ``encode``: records -> span bytes, in order (default: the records are span bytes).
+    """
+
+    def __init__(
+        self, exporter: Any, encode: Callable[[Sequence[Any]], list[bytes]] = _as_is
+    ) -> None:
         self._exporter = exporter
+        self._encode = encode
         self._delay = _env_int("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self._batch = _env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
-        self._queue: collections.deque[bytes] = collections.deque(
+        self._queue: collections.deque[Any] = collections.deque(
             maxlen=_env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
         )
         self._wake = threading.Event()
@@ -79,9 +94,9 @@ class SpanBatcher:
         self._thread = threading.Thread(target=self._run, name="span-export", daemon=True)
         self._thread.start()
 
-    def add(self, span: bytes) -> None:
-        self._queue.append(span)
-        if len(self._queue) >= self._batch:
+    def add(self, record: Any) -> None:
+        self._queue.append(record)
+        if len(self._queue) >= self._batch and not self._wake.is_set():
             self._wake.set()
 
     def _run(self) -> None:
@@ -94,11 +109,15 @@ class SpanBatcher:
     def _drain(self) -> None:
         queue = self._queue
         while queue:
-            batch = [queue.popleft() for _ in range(min(self._batch, len(queue)))]
+            records = [queue.popleft() for _ in range(min(self._batch, len(queue)))]
             try:
-                self._exporter.export(batch)
+                spans: list[bytes] = []
+                for at in range(0, len(records), ENCODE_CHUNK):
+                    spans += self._encode(records[at : at + ENCODE_CHUNK])
+                    time.sleep(0)  # releases the GIL: the event loop may take it now
+                self._exporter.export(spans)
             except Exception:  # an export failure must never stop the thread
-                log.exception("tracing: export failed; %d spans dropped", len(batch))
+                log.exception("tracing: export failed; %d spans dropped", len(records))
 
     def shutdown(self, timeout: float) -> bool:
         """Export what is queued within ``timeout`` s; True if the thread finished."""

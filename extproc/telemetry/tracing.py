@@ -21,32 +21,11 @@ from typing import Any
 
 from extproc import __version__
 from extproc.core.model import Decision
-from extproc.telemetry.otlp_spans import SpanEncoder, new_trace_id, resource_bytes, scope_bytes
-from extproc.telemetry.privacy import HASH_DIGITS
+from extproc.telemetry.decision_spans import SPAN_NAME, DecisionSpans
+from extproc.telemetry.otlp_spans import new_trace_id, resource_bytes, scope_bytes
 from extproc.telemetry.span_export import SpanBatcher, bytes_exporter
 
 log = logging.getLogger("extproc.telemetry.tracing")
-
-SPAN_NAME = "envoy.service.ext_proc.v3.ExternalProcessor/Process"
-# Span attributes, declared once.
-FLAG_KEY = "feature_flag.key"
-FLAG_VARIANT = "feature_flag.result.variant"
-FLAG_REASON = "feature_flag.result.reason"
-FLAG_VERSION = "feature_flag.version"
-FLAG_CONTEXT_ID = "feature_flag.context.id"
-FLAG_PROVIDER = "feature_flag.provider.name"
-RULE = "tts_canary.rule"
-BUCKET = "tts_canary.bucket"
-KEY_HEADER = "tts_canary.key_header"
-PROVIDER = "tts-canary-extproc"
-_KIND_SERVER = 2  # OTLP Span.SpanKind SPAN_KIND_SERVER
-_DECISION_CACHE_LIMIT = 32768
-_STATIC = {
-    "rpc.system": "grpc",
-    "rpc.service": "envoy.service.ext_proc.v3.ExternalProcessor",
-    "rpc.method": "Process",
-    FLAG_PROVIDER: PROVIDER,
-}
 
 BROKEN_INSTALL = (
     "the OpenTelemetry OTLP exporter cannot be imported ({error}). This is the known "
@@ -76,9 +55,11 @@ class BrokenInstallError(RuntimeError):
 class DecisionTracer:
     """Records one span per decision; a no-op when tracing is not configured.
 
-    Spans are encoded straight to OTLP bytes (otlp_spans.py) and exported in batches by
-    the SDK's exporter (span_export.py); the SDK's sampler from ``OTEL_TRACES_SAMPLER``
-    decides, with a fast path for the default parent-based always-on.
+    The hot path keeps a few plain values per sampled decision (decision_spans.SpanRecord);
+    the export thread encodes them to OTLP bytes in batches (decision_spans.py) and sends
+    them with the SDK's exporter (span_export.py). The SDK's sampler from
+    ``OTEL_TRACES_SAMPLER`` decides, with a fast path for the default parent-based
+    always-on.
     """
 
     def __init__(self, batcher: Any = None, sampler: Any = None) -> None:
@@ -87,9 +68,6 @@ class DecisionTracer:
         self._default_sampler = sampler is None or sampler.get_description().startswith(
             "ParentBased{root:AlwaysOnSampler"
         )
-        self._encoder = SpanEncoder(SPAN_NAME, _KIND_SERVER, _STATIC)
-        self._context_id_prefix = self._encoder.string_prefix(FLAG_CONTEXT_ID, HASH_DIGITS)
-        self._decision_attributes: dict[tuple[object, ...], bytes] = {}
         self.enabled = batcher is not None
 
     @classmethod
@@ -109,7 +87,7 @@ class DecisionTracer:
             resource_bytes(dict(resource.attributes)), scope_bytes("extproc", __version__)
         )
         log.info("tracing: exporting spans over OTLP/gRPC")
-        return cls(SpanBatcher(exporter), _get_from_env_or_default())
+        return cls(SpanBatcher(exporter, DecisionSpans().encode), _get_from_env_or_default())
 
     def record(
         self,
@@ -127,43 +105,7 @@ class DecisionTracer:
         trace_id, parent_id = (parent[0], parent[1]) if parent else (new_trace_id(), b"")
         if not self._sampled(trace_id, parent):
             return
-        # Plain values: hashing the Decision itself would run Enum.__hash__ (Python) twice.
-        memo_key = (
-            decision.cohort._value_,
-            decision.reason._value_,
-            decision.rule,
-            decision.bucket,
-            decision.version,
-            decision.key_source,
-            flag_key,
-        )
-        attributes = self._decision_attributes.get(memo_key)
-        if attributes is None:
-            attributes = self._encode_decision(decision, flag_key)
-            if len(self._decision_attributes) >= _DECISION_CACHE_LIMIT:
-                self._decision_attributes.clear()
-            self._decision_attributes[memo_key] = attributes
-        parts: tuple[bytes, ...] = (attributes,)
-        if context_id is not None:  # always HASH_DIGITS hex digits (privacy.IdHasher)
-            parts = (attributes, self._context_id_prefix, context_id.encode())
-        self._batcher.add(self._encoder.span(trace_id, parent_id, start_ns, end_ns, parts))
-
-    def _encode_decision(self, decision: Decision, flag_key: str) -> bytes:
-        """The attributes a decision determines (``record`` keeps them per distinct decision:
-        they repeat, cohort x reason x rule x bucket x version; bounded like the answer cache)."""
-        enc = self._encoder.attribute
-        parts = [
-            enc(FLAG_KEY, flag_key),
-            enc(FLAG_VARIANT, decision.cohort.value),
-            enc(FLAG_REASON, decision.reason.value),
-            enc(FLAG_VERSION, decision.version),
-            enc(RULE, decision.rule),
-        ]
-        if decision.bucket >= 0:
-            parts.append(enc(BUCKET, decision.bucket, cache=False))
-        if decision.key_source:
-            parts.append(enc(KEY_HEADER, decision.key_source))
-        return b"".join(parts)
+        self._batcher.add((decision, flag_key, context_id, trace_id, parent_id, start_ns, end_ns))
 
     def _sampled(self, trace_id: bytes, parent: tuple[bytes, bytes, bool] | None) -> bool:
         if self._default_sampler:

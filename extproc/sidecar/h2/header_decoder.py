@@ -36,7 +36,17 @@ class HeaderDecoder:
     """``metadata``: the names a method may need (None: all). With a set of names and an
     empty table, blocks are scanned (hpack_scan) instead of decoded in full."""
 
-    __slots__ = ("_cache", "_decoder", "_masked", "_max", "_names", "_paths", "_wanted", "work")
+    __slots__ = (
+        "_cache",
+        "_decoder",
+        "_masked",
+        "_max",
+        "_names",
+        "_paths",
+        "_reads_trace",
+        "_wanted",
+        "work",
+    )
 
     def __init__(
         self,
@@ -50,9 +60,11 @@ class HeaderDecoder:
         self._wanted = None if metadata is None else wire_names(metadata)
         self._paths = wire_forms(paths)  # routes: recognised on the wire, not decoded
         self._cache: dict[bytes, Decoded] = {}
-        #: Blocks that differ only in ``traceparent`` (unread): trace_mask; None when read.
-        masking = self._names is not None and trace_mask.NAME not in self._names
+        #: Blocks that differ only in ``traceparent`` share an entry (trace_mask); when it
+        #: is read, only its value is decoded per block.
+        masking = self._names is not None
         self._masked: dict[trace_mask.Key, trace_mask.Entry] | None = {} if masking else None
+        self._reads_trace = masking and trace_mask.NAME in (self._names or ())
         #: Work units the last ``decode`` cost (0 from the cache): the connection's
         #: budget per loop pass counts them, so big decodes yield to other peers sooner.
         self.work = 0
@@ -76,13 +88,20 @@ class HeaderDecoder:
                     entry = masked.get(split[0])
                     if entry is not None and split[1] <= entry[3]:
                         self.work = 1
-                        return entry[0], entry[1], entry[2]
+                        if entry[4] < 0:
+                            return entry[0], entry[1], entry[2]
+                        return _with_trace(entry, trace_mask.value(block, split[2], split[3]))
                 scanned = scan(block, self._wanted, self._max, self._paths)
                 if scanned is not None:
                     path, kept, held, self.work = scanned
-                    self._remember(block, (path, kept, held), held)
-                    if split is not None and masked is not None:
-                        self._remember_masked(masked, split, (path, kept, held))
+                    # A block kept under its (prefix, suffix) is not kept whole as well:
+                    # with a unique traceparent it would never be seen again.
+                    if (
+                        split is None
+                        or masked is None
+                        or not self._remember_masked(masked, split, (path, kept, held))
+                    ):
+                        self._remember(block, (path, kept, held), held)
                     return path, kept, held
         try:
             headers = self._decoder.decode(block, raw=True)
@@ -111,21 +130,37 @@ class HeaderDecoder:
     def _remember_masked(
         self,
         masked: dict[trace_mask.Key, trace_mask.Entry],
-        split: tuple[trace_mask.Key, int],
+        split: trace_mask.Split,
         result: Decoded,
-    ) -> None:
+    ) -> bool:
         """Keep ``result`` under the block's (prefix, suffix) once both are shown to be
-        runs of complete fields (trace_mask); the block itself scanned without error."""
-        key, listed = split
-        if len(key[0]) + len(key[1]) > CACHED_BLOCK or key in masked:
-            return
+        runs of complete fields (trace_mask); the block itself scanned without error.
+        False if it is not kept."""
+        key, listed = split[0], split[1]
+        known = masked.get(key)
+        if known is not None:  # scanned for a longer value: it may be that long from now on
+            masked[key] = (*known[:3], max(listed, known[3]), known[4])
+            return True
+        if len(key[0]) + len(key[1]) > CACHED_BLOCK:
+            return False
+        path, metadata, held = result
+        at = -1
+        if self._reads_trace:  # the one field named traceparent is the one split around
+            found = [i for i, (name, _) in enumerate(metadata) if name == trace_mask.NAME]
+            if len(found) != 1:
+                return False
+            at = found[0]
+            name, value = metadata[at]
+            held -= len(name) + len(value) + 32
+            metadata = metadata[:at] + metadata[at + 1 :]
         wanted = self._wanted
         if wanted is None or not trace_mask.validated(key, wanted, self._max):
-            return
+            return False
         self.work *= 3  # the prefix and the suffix were scanned too
         if len(masked) >= CACHE_ENTRIES:
             masked.clear()
-        masked[key] = (*result, listed)
+        masked[key] = (path, metadata, held, listed, at)
+        return True
 
     def _remember(self, block: bytes, result: Decoded, decoded: int) -> None:
         if len(block) <= CACHED_BLOCK and decoded <= CACHED_DECODED:
@@ -133,3 +168,11 @@ class HeaderDecoder:
             if len(cache) >= CACHE_ENTRIES:
                 cache.clear()  # cheap and bounded; a steady working set refills at once
             cache[block] = result
+
+
+def _with_trace(entry: trace_mask.Entry, value: str) -> Decoded:
+    """A masked entry's result with the block's own traceparent put back in its place."""
+    path, metadata, held, _listed, at = entry
+    field = ((trace_mask.NAME, value),)
+    held += len(trace_mask.NAME) + len(value) + 32
+    return path, metadata[:at] + field + metadata[at:], held

@@ -27,6 +27,7 @@ from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
 
 from extproc.sidecar.h2 import frames as f
+from extproc.sidecar.h2.hex_huffman import decode_hex
 from extproc.sidecar.h2.stream import ConnectionError_, Metadata
 
 _STATIC = HeaderTable.STATIC_TABLE  # index i is _STATIC[i - 1]
@@ -95,10 +96,16 @@ def _string(block: bytes, at: int) -> tuple[bool, int, int]:
     return size > 0x7F, at, stop
 
 
-def _text(block: bytes, huffman: bool, start: int, end: int) -> str:
+def text(block: bytes, huffman: bool, start: int, end: int) -> str:
+    """The string literal ``block[start:end]``, Huffman-decoded if ``huffman``."""
     data = block[start:end]
+    if not huffman:
+        return data.decode("latin-1")
+    text = decode_hex(data)  # a traceparent: two characters per table lookup
+    if text is not None:
+        return text
     try:
-        return (decode_huffman(data) if huffman else data).decode("latin-1")
+        return decode_huffman(data).decode("latin-1")
     except Exception:
         raise _error("invalid Huffman code") from None
 
@@ -159,9 +166,9 @@ def scan(
         listed += ((at - start) * 8 // 5 if huffman else at - start) + 32
         if key is not None:
             if key == _PATH:
-                path = known.get((huffman, block[start:at])) or _text(block, huffman, start, at)
+                path = known.get((huffman, block[start:at])) or text(block, huffman, start, at)
             else:
-                value = _text(block, huffman, start, at)
+                value = text(block, huffman, start, at)
                 metadata.append((key, value))
                 held += len(key) + len(value) + 32
         fields += 1

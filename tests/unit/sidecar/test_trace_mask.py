@@ -17,6 +17,7 @@ from extproc.sidecar.h2.stream import ConnectionError_
 
 PATH = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
 READ = ["x-user-id"]  # what the sidecar reads with its tracing off: not traceparent
+READ_TRACE = ["x-user-id", "traceparent"]  # with its tracing on
 NAMES = st.sampled_from(["x-user-id", "user-agent", "te", "grpc-timeout", "x-a"])
 VALUES = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
 OTHERS = st.lists(st.tuples(NAMES, VALUES), max_size=5)
@@ -48,24 +49,31 @@ def expected(data: bytes, read: list[str]) -> tuple[str, tuple[tuple[str, str], 
     return dict(headers)[":path"], tuple((k, v) for k, v in headers if k in read)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     before=OTHERS,
     after=OTHERS,
     traces=st.lists(TRACEPARENT, min_size=2, max_size=4),
     huffman=st.booleans(),
+    read=st.sampled_from([READ, READ_TRACE, ["traceparent"], ["traceparent", "x-a", "te"]]),
 )
 def test_blocks_differing_in_the_traceparent_decode_as_the_full_decoder(
-    before: list[tuple[str, str]], after: list[tuple[str, str]], traces: list[str], huffman: bool
+    before: list[tuple[str, str]],
+    after: list[tuple[str, str]],
+    traces: list[str],
+    huffman: bool,
+    read: list[str],
 ) -> None:
-    decoder = fresh_decoder()
+    decoder = fresh_decoder(read)
     for trace in traces:
         data = block(before, trace, after, huffman)
-        path, metadata, _held = decoder.decode(data)
-        assert (path, metadata) == expected(data, READ)
+        path, metadata, held = decoder.decode(data)
+        assert (path, metadata) == expected(data, read)
+        assert held == sum(len(k) + len(v) + 32 for k, v in metadata)
 
 
-def test_the_second_block_comes_from_the_masked_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+def count_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per header block the decoder scans in full."""
     scans: list[int] = []
     real_scan = header_decoder.scan
 
@@ -74,6 +82,11 @@ def test_the_second_block_comes_from_the_masked_entry(monkeypatch: pytest.Monkey
         return real_scan(*args, **kwargs)
 
     monkeypatch.setattr(header_decoder, "scan", counted)
+    return scans
+
+
+def test_the_second_block_comes_from_the_masked_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    scans = count_scans(monkeypatch)
     decoder = fresh_decoder()
     first = block([("x-user-id", "u1")], "00-" + "1" * 32 + "-" + "2" * 16 + "-01", [], True)
     # Digits of the same Huffman code length: the value is no longer on the wire.
@@ -88,6 +101,9 @@ def test_the_second_block_comes_from_the_masked_entry(monkeypatch: pytest.Monkey
     longer = block([("x-user-id", "u1")], "00-" + "3" * 32 + "-" + "4" * 16 + "-01", [], True)
     assert decoder.decode(longer)[1] == (("x-user-id", "u1"),)
     assert scans == [1, 1, 1]  # a longer value on the wire: scanned (the limit is checked)
+    as_long = block([("x-user-id", "u1")], "00-" + "4" * 32 + "-" + "3" * 16 + "-01", [], True)
+    assert decoder.decode(as_long)[1] == (("x-user-id", "u1"),)
+    assert scans == [1, 1, 1]  # the entry now allows values that long
 
 
 def test_a_decoy_name_inside_another_value_changes_nothing() -> None:
@@ -136,10 +152,43 @@ def test_a_truncated_traceparent_is_an_error() -> None:
     assert raised.value.code == f.COMPRESSION_ERROR
 
 
-def test_with_the_sidecar_reading_traceparent_every_value_is_read() -> None:
-    read = ["x-user-id", "traceparent"]
-    decoder = fresh_decoder(read)
+@pytest.mark.parametrize("huffman", [True, False])
+def test_with_the_sidecar_reading_traceparent_every_value_is_read(
+    huffman: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans = count_scans(monkeypatch)
+    decoder = fresh_decoder(READ_TRACE)
+    for n in range(4):
+        trace = f"00-{n:032x}-{n:016x}-01"
+        data = block([("x-user-id", "u")], trace, [("te", "trailers")], huffman)
+        path, metadata, held = decoder.decode(data)
+        assert (path, metadata) == expected(data, READ_TRACE)
+        assert metadata == (("x-user-id", "u"), ("traceparent", trace))
+        assert held == 9 + 1 + 32 + 11 + 55 + 32
+    assert scans == [1]  # the later blocks: prefix and suffix from the entry, value decoded
+
+
+def test_a_second_traceparent_field_is_never_masked_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    scans = count_scans(monkeypatch)
+    decoder = fresh_decoder(READ_TRACE)
     for n in range(3):
-        data = block([("x-user-id", "u")], f"00-{n:032x}-{n:016x}-01", [], True)
-        path, metadata, _held = decoder.decode(data)
-        assert (path, metadata) == expected(data, read)
+        data = block([("traceparent", "00-first")], f"00-{n}", [], True)
+        _path, metadata, _held = decoder.decode(data)
+        assert metadata == (("traceparent", "00-first"), ("traceparent", f"00-{n}"))
+    assert scans == [1, 1, 1]
+
+
+def test_an_invalid_huffman_value_read_from_the_entry_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scans = count_scans(monkeypatch)
+    decoder = fresh_decoder(READ_TRACE)
+    good = block([], "00-abcdefgh", [("x-user-id", "u")], False)
+    decoder.decode(good)
+    at = good.index(b"00-abcdefgh")
+    # The same field, marked Huffman-coded, with the EOS code as its value (5 bytes).
+    bad = good[: at - 1] + bytes([0x80 | 5]) + b"\xff" * 5 + good[at + 11 :]
+    with pytest.raises(ConnectionError_) as raised:
+        decoder.decode(bad)
+    assert raised.value.code == f.COMPRESSION_ERROR
+    assert scans == [1]  # refused on the masked path, where the value alone is decoded
