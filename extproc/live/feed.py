@@ -1,7 +1,12 @@
 """The bounded hand-off from the sidecar's event loop to the scoring child.
 
-:meth:`LiveFeed.offer` is called on the event loop for each sampled answer: it puts the
-capped copy on a bounded queue and returns at once; a full queue drops the sample (counted).
+Before a drawn request is asked for its bodies, :meth:`LiveFeed.admit` (on the event loop, at
+decision time) checks that the scoring side can take it: the queue is not full, the CPU budget
+is not in debt (as the thread last saw it) and the cohort's rate cap
+(:class:`extproc.live.admission.RateCap`) has a token; otherwise the request is skipped
+(counted) and Envoy is asked for nothing. :meth:`LiveFeed.offer` is called on the event loop
+for each sampled answer: it puts the capped copy on a bounded queue and returns at once; a
+full queue drops the sample (counted).
 A daemon thread takes samples off the queue, drops those that arrive while the CPU budget is
 in debt (counted), and has each one scored by the probe process's scoring child
 (:class:`extproc.probes.scoring.ScorerProcess`: a niced process of its own, restarted after a
@@ -25,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from extproc.live.metrics import LiveMetrics
+from extproc.live.admission import RateCap, default_cap
+from extproc.live.metrics import COHORTS, LiveMetrics
 from extproc.probes.budget import CpuBudget
 from extproc.probes.scoring import DEFAULT_SCORER, Job, Scored, ScorerFailed, ScorerProcess
 
@@ -80,8 +86,10 @@ class LiveFeed:
         queue_size: int = QUEUE_SIZE,
         scorer: Scorer | None = None,
         scorer_name: str = DEFAULT_SCORER,
+        max_per_second: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``max_per_second``: the rate cap per cohort (None: ``default_cap(cpu_cores)``)."""
         self.metrics = metrics
         self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=queue_size)
         self._scorer: Scorer = (
@@ -89,6 +97,11 @@ class LiveFeed:
         )
         self._clock = clock
         self._budget = CpuBudget(cpu_cores, 8 * cpu_cores, clock())  # burst: 8 s of budget
+        #: Until when the budget is in debt, as the thread last computed it (read by admit).
+        self._debt_until = 0.0
+        cap = default_cap(cpu_cores) if max_per_second is None else max_per_second
+        self.max_per_second = cap
+        self._caps = {cohort: RateCap(cap, clock()) for cohort in COHORTS}
         self._thread = threading.Thread(target=self._run, name="live-scoring", daemon=True)
         self.scored = 0  # samples scored (tests wait on it)
         self.warmed = threading.Event()
@@ -96,6 +109,23 @@ class LiveFeed:
     def start(self) -> LiveFeed:
         self._thread.start()
         return self
+
+    def admit(self, cohort: str) -> bool:
+        """May a request of ``cohort`` drawn for sampling be asked for its bodies? False
+        (counted as skipped, by reason) if the queue is full, the budget in debt or the
+        cohort's cap out of tokens. Never blocks."""
+        now = self._clock()
+        if self._queue.full():
+            reason = "queue_full"
+        elif now < self._debt_until:
+            reason = "over_budget"
+        else:
+            cap = self._caps.get(cohort)
+            if cap is None or cap.take(now):
+                return True
+            reason = "rate_cap"
+        self.metrics.record_skipped(cohort, reason)
+        return False
 
     def offer(self, cohort: str, request_body: bytes, audio: bytes, whole: bool) -> bool:
         """Queue a sample for scoring; False (counted) if the queue is full. Never blocks."""
@@ -139,10 +169,12 @@ class LiveFeed:
         except Exception as exc:  # the next sample starts a fresh child
             log.warning("live scorer warm-up failed: %s", exc)
         self.warmed.set()
+        self.metrics.ready.set(1)
 
     def _score(self, sample: Sample) -> None:
         if not self._budget.allows(self._clock()):
             self.metrics.record_dropped("over_budget")
+            self._publish_debt()
             return
         job = Job(sample.audio, request_text(sample.request_body), max_bytes=AUDIO_CAP)
         try:
@@ -152,5 +184,13 @@ class LiveFeed:
             self.metrics.record_failure(exc.reason)
             return
         self._budget.spend(scored.cpu_seconds, self._clock())
+        self._publish_debt()
         self.metrics.record_scored(sample.cohort, scored.figures, scored.cpu_seconds, sample.whole)
         self.scored += 1
+
+    def _publish_debt(self) -> None:
+        """Tell :meth:`admit` until when the budget stays in debt (one float: the event loop
+        reads it without a lock)."""
+        now = self._clock()
+        balance = self._budget.balance(now)
+        self._debt_until = now - balance / self._budget.cores if balance <= 0 else 0.0

@@ -4,49 +4,20 @@ budget, failures counted, nothing fatal; only numbers reach the metrics."""
 from __future__ import annotations
 
 import io
-import threading
 import wave
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from extproc.live.feed import WARM_UP_TEXT, LiveFeed, request_text
+from extproc.live.feed import LiveFeed, request_text
 from extproc.live.metrics import LiveMetrics
-from extproc.probes.scoring import Job, Scored, ScorerFailed, ScorerProcess
+from extproc.probes.scoring import ScorerProcess
 from extproc.stack.processes import wait_until
+from tests.support.live_feed import GatedScorer, value
 
 
 def wait(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
     wait_until(lambda: bool(condition()), what, timeout)
-
-
-VALID = {"valid": True, "mos": 3.0, "silence_ratio": 0.1, "seconds_per_char": 0.06}
-
-
-class GatedScorer:
-    """Scores in the feed's thread; each job waits for ``gate`` (tests hold the queue full)."""
-
-    def __init__(self, figures: dict[str, object] = VALID, cpu: float = 0.1) -> None:
-        self.gate = threading.Event()
-        self.jobs: list[Job] = []
-        self.figures, self.cpu = figures, cpu
-        self.fail: str | None = None
-
-    def score(self, job: Job) -> Scored:
-        if job.text == WARM_UP_TEXT:  # the feed's start, before any sample
-            return Scored({}, 0.0)
-        self.jobs.append(job)
-        self.gate.wait(10)
-        if self.fail:
-            raise ScorerFailed(self.fail, "injected")
-        return Scored(dict(self.figures), self.cpu)
-
-    def close(self) -> None:
-        self.gate.set()
-
-
-def value(metrics: LiveMetrics, name: str, **labels: str) -> float:
-    return metrics.registry.get_sample_value("tts_quality_live_" + name, labels) or 0.0
 
 
 @pytest.fixture
