@@ -7,10 +7,13 @@ is not in debt (as the thread last saw it) and the cohort's rate cap
 (counted) and Envoy is asked for nothing. :meth:`LiveFeed.offer` is called on the event loop
 for each sampled answer: it puts the capped copy on a bounded queue and returns at once; a
 full queue drops the sample (counted).
-A daemon thread takes samples off the queue, drops those that arrive while the CPU budget is
-in debt (counted), and has each one scored by the probe process's scoring child
+A daemon thread takes samples off the queue in batches (the first one wakes it; it then waits
+``batch_window`` seconds so that more can arrive, and takes what is queued), drops those the
+CPU budget cannot pay for (counted), and has the batch scored in one round trip by the probe
+process's scoring child
 (:class:`extproc.probes.scoring.ScorerProcess`: a niced process of its own, restarted after a
-crash or a timeout; the scorers are imported there, never in the sidecar). The thread waits
+crash or a timeout; the scorers are imported there, never in the sidecar): one wake-up of the
+thread and of the child per batch instead of per sample. The thread waits
 on the child's pipe, so scoring costs the sidecar's event loop nothing but the copy. What
 comes back is numbers; they go into the per-cohort metrics and nowhere else. The request
 text and the audio exist only in the queue, the pipe and the child's memory: never logged,
@@ -26,7 +29,7 @@ import queue
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +41,8 @@ from extproc.probes.scoring import DEFAULT_SCORER, Job, Scored, ScorerFailed, Sc
 log = logging.getLogger("extproc.live")
 
 QUEUE_SIZE = 8
+#: Seconds the thread waits after a first sample for more to join its batch.
+BATCH_WINDOW = 0.05
 WARM_UP_TEXT = "warm up the scorers"
 SCORER_TIMEOUT = 60.0  # seconds for one sample; longer: the child is killed (counted)
 #: Caps of the copies taken from a sampled request (Envoy hands over at most its buffer).
@@ -55,6 +60,7 @@ class Sample:
 
 class Scorer(Protocol):
     def score(self, job: Job) -> Scored: ...
+    def score_many(self, jobs: Sequence[Job]) -> list[Scored | ScorerFailed]: ...
     def close(self) -> None: ...
 
 
@@ -87,7 +93,9 @@ class LiveFeed:
         scorer: Scorer | None = None,
         scorer_name: str = DEFAULT_SCORER,
         max_per_second: float | None = None,
+        batch_window: float = BATCH_WINDOW,
         clock: Callable[[], float] = time.monotonic,
+        pause: Callable[[float], None] = time.sleep,
     ) -> None:
         """``max_per_second``: the rate cap per cohort (None: ``default_cap(cpu_cores)``)."""
         self.metrics = metrics
@@ -96,6 +104,9 @@ class LiveFeed:
             scorer if scorer is not None else ScorerProcess(scorer_name, timeout=SCORER_TIMEOUT)
         )
         self._clock = clock
+        self._batch_window = batch_window
+        self._pause = pause  # how the thread waits for a batch to fill (tests hold it)
+        self._mean_cpu = 0.0  # CPU seconds per scored sample, moving average (batch sizing)
         self._budget = CpuBudget(cpu_cores, 8 * cpu_cores, clock())  # burst: 8 s of budget
         #: Until when the budget is in debt, as the thread last computed it (read by admit).
         self._debt_until = 0.0
@@ -153,12 +164,26 @@ class LiveFeed:
 
     def _run(self) -> None:
         self._warm_up()
-        while (sample := self._queue.get()) is not None:
+        while (first := self._queue.get()) is not None:
+            if self._batch_window > 0:
+                self._pause(self._batch_window)  # puts meanwhile wake nobody
+            batch, stop = [first], False
+            while True:
+                try:
+                    sample = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if sample is None:
+                    stop = True
+                    break
+                batch.append(sample)
             try:
-                self._score(sample)
+                self._score(batch)
             except Exception:  # never let the thread die: log (no body), go on
-                log.exception("live scoring failed on a %s sample", sample.cohort)
+                log.exception("live scoring failed on a batch of %d samples", len(batch))
                 self.metrics.record_failure("error")
+            if stop:
+                return
 
     def _warm_up(self) -> None:
         """Start the child and load its models now (half a second of silence, a few words),
@@ -171,22 +196,35 @@ class LiveFeed:
         self.warmed.set()
         self.metrics.ready.set(1)
 
-    def _score(self, sample: Sample) -> None:
-        if not self._budget.allows(self._clock()):
-            self.metrics.record_dropped("over_budget")
+    def _score(self, batch: list[Sample]) -> None:
+        """Score what the budget can pay for: while the balance covers the samples taken so
+        far at the mean CPU per sample seen, the rest of the batch is dropped (counted)."""
+        balance = self._budget.balance(self._clock())
+        taken: list[Sample] = []
+        for sample in batch:
+            if balance - self._mean_cpu * len(taken) > 0:
+                taken.append(sample)
+            else:
+                self.metrics.record_dropped("over_budget")
+        if not taken:
             self._publish_debt()
             return
-        job = Job(sample.audio, request_text(sample.request_body), max_bytes=AUDIO_CAP)
-        try:
-            scored = self._scorer.score(job)
-        except ScorerFailed as exc:
-            log.warning("live scorer failed (%s)", exc.reason)
-            self.metrics.record_failure(exc.reason)
-            return
-        self._budget.spend(scored.cpu_seconds, self._clock())
+        jobs = [
+            Job(sample.audio, request_text(sample.request_body), max_bytes=AUDIO_CAP)
+            for sample in taken
+        ]
+        for sample, result in zip(taken, self._scorer.score_many(jobs), strict=True):
+            if isinstance(result, ScorerFailed):
+                log.warning("live scorer failed (%s)", result.reason)
+                self.metrics.record_failure(result.reason)
+                continue
+            self._budget.spend(result.cpu_seconds, self._clock())
+            self._mean_cpu += (result.cpu_seconds - self._mean_cpu) / 8
+            self.metrics.record_scored(
+                sample.cohort, result.figures, result.cpu_seconds, sample.whole
+            )
+            self.scored += 1
         self._publish_debt()
-        self.metrics.record_scored(sample.cohort, scored.figures, scored.cpu_seconds, sample.whole)
-        self.scored += 1
 
     def _publish_debt(self) -> None:
         """Tell :meth:`admit` until when the budget stays in debt (one float: the event loop

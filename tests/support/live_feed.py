@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from extproc.live.feed import WARM_UP_TEXT
 from extproc.live.metrics import LiveMetrics
@@ -28,6 +29,16 @@ class GatedScorer:
         if self.fail:
             raise ScorerFailed(self.fail, "injected")
         return Scored(dict(self.figures), self.cpu)
+
+    def score_many(self, jobs: Sequence[Job]) -> list[Scored | ScorerFailed]:
+        """One job after the other, as the scoring child does with a batch."""
+        out: list[Scored | ScorerFailed] = []
+        for job in jobs:
+            try:
+                out.append(self.score(job))
+            except ScorerFailed as failed:
+                out.append(failed)
+        return out
 
     def close(self) -> None:
         self.gate.set()

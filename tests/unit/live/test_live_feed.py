@@ -4,14 +4,15 @@ budget, failures counted, nothing fatal; only numbers reach the metrics."""
 from __future__ import annotations
 
 import io
+import threading
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
 from extproc.live.feed import LiveFeed, request_text
 from extproc.live.metrics import LiveMetrics
-from extproc.probes.scoring import ScorerProcess
+from extproc.probes.scoring import Job, Scored, ScorerFailed, ScorerProcess
 from extproc.stack.processes import wait_until
 from tests.support.live_feed import GatedScorer, value
 
@@ -137,3 +138,55 @@ def test_bad_audio_through_the_real_scorers_is_counted_invalid(metrics: LiveMetr
     assert value(metrics, "scored_total", cohort="v1", outcome="invalid") == 1  # no_text
     assert value(metrics, "scorer_failures_total", reason="crash") == 0
     assert scorer.starts == 1
+
+
+class BatchRecorder(GatedScorer):
+    """A scorer that records the size of each batch it is handed."""
+
+    def __init__(self, cpu: float = 0.1) -> None:
+        super().__init__(cpu=cpu)
+        self.gate.set()
+        self.batches: list[int] = []
+
+    def score_many(self, jobs: Sequence[Job]) -> list[Scored | ScorerFailed]:
+        self.batches.append(len(jobs))
+        return super().score_many(jobs)
+
+
+def test_samples_queued_while_the_thread_waits_go_to_the_scorer_as_one_batch(
+    metrics: LiveMetrics,
+) -> None:
+    held = threading.Event()
+    scorer = BatchRecorder()
+    feed = LiveFeed(metrics, scorer=scorer, cpu_cores=4.0, pause=lambda _: held.wait(10)).start()
+    try:
+        wait(lambda: feed.warmed.is_set(), "the warm-up")
+        for n in range(3):
+            assert feed.offer("v2", b'{"text": "%d"}' % n, b"RIFF", True)
+        held.set()  # the thread, woken by the first sample, now takes all three
+        wait(lambda: feed.scored == 3, "the batch")
+    finally:
+        feed.close()
+    assert scorer.batches == [3]
+    assert [job.text for job in scorer.jobs] == ["0", "1", "2"]
+    assert value(metrics, "scored_total", cohort="v2", outcome="valid") == 3
+
+
+def test_a_batch_arriving_in_debt_is_dropped_whole_and_counted(metrics: LiveMetrics) -> None:
+    now, held = [0.0], threading.Event()
+    held.set()
+    scorer = BatchRecorder(cpu=10.0)  # one sample: 10 CPU seconds, the burst is 4
+    feed = LiveFeed(
+        metrics, scorer=scorer, cpu_cores=0.5, clock=lambda: now[0], pause=lambda _: held.wait(10)
+    ).start()
+    try:
+        feed.offer("v2", b"{}", b"RIFF", True)
+        wait(lambda: feed.scored == 1, "the first sample (within the burst)")
+        held.clear()
+        for _ in range(3):
+            feed.offer("v2", b"{}", b"RIFF", True)
+        held.set()
+        wait(lambda: value(metrics, "dropped_total", reason="over_budget") == 3, "three drops")
+    finally:
+        feed.close()
+    assert scorer.batches == [1] and feed.scored == 1
