@@ -41,15 +41,20 @@ READY_TIMEOUT = 120.0  # the scorer's warm-up: models loaded, niced
 
 
 def scrape(metrics_address: str) -> dict[str, float]:
-    """The live counters of the sidecar at ``host:port``, each summed over its labels, and
-    the scorer-ready gauge; {} if the endpoint does not answer."""
+    """The live counters of the sidecar at ``host:port`` (see :func:`live_counters`); {} if the
+    endpoint does not answer."""
     try:
         with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=3) as answer:
-            text = answer.read().decode()
+            return live_counters(answer.read().decode())
     except OSError:
         return {}
+
+
+def live_counters(exposition: str) -> dict[str, float]:
+    """From Prometheus text: each live counter summed over its labels (``sampled_total``, ...)
+    and the ``scorer_ready`` gauge."""
     out: dict[str, float] = {}
-    for line in text.splitlines():
+    for line in exposition.splitlines():
         if not line.startswith(PREFIX):
             continue
         name, _, value = line.partition(" ")
