@@ -8,7 +8,7 @@ is not in debt (as the thread last saw it) and the cohort's rate cap
 for each sampled answer: it puts the capped copy on a bounded queue and returns at once; a
 full queue drops the sample (counted).
 A daemon thread takes samples off the queue in batches (the first one wakes it; it then waits
-``batch_window`` seconds so that more can arrive, and takes what is queued), drops those the
+``batch_window`` seconds so that more can arrive, and takes up to ``BATCH_SIZE``), drops those the
 CPU budget cannot pay for (counted), and has the batch scored in one round trip by the probe
 process's scoring child
 (:class:`extproc.probes.scoring.ScorerProcess`: a niced process of its own, restarted after a
@@ -41,8 +41,10 @@ from extproc.probes.scoring import DEFAULT_SCORER, Job, Scored, ScorerFailed, Sc
 log = logging.getLogger("extproc.live")
 
 QUEUE_SIZE = 8
-#: Seconds the thread waits after a first sample for more to join its batch.
+#: Seconds the thread waits after a first sample for more to join its batch, and the most
+#: samples in one batch (so at most QUEUE_SIZE + BATCH_SIZE samples are held at once).
 BATCH_WINDOW = 0.05
+BATCH_SIZE = 4
 WARM_UP_TEXT = "warm up the scorers"
 SCORER_TIMEOUT = 60.0  # seconds for one sample; longer: the child is killed (counted)
 #: Caps of the copies taken from a sampled request (Envoy hands over at most its buffer).
@@ -168,7 +170,7 @@ class LiveFeed:
             if self._batch_window > 0:
                 self._pause(self._batch_window)  # puts meanwhile wake nobody
             batch, stop = [first], False
-            while True:
+            while len(batch) < BATCH_SIZE:
                 try:
                     sample = self._queue.get_nowait()
                 except queue.Empty:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from extproc.live.feed import LiveFeed, request_text
+from extproc.live.feed import BATCH_SIZE, LiveFeed, request_text
 from extproc.live.metrics import LiveMetrics
 from extproc.probes.scoring import Job, Scored, ScorerFailed, ScorerProcess
 from extproc.stack.processes import wait_until
@@ -161,15 +161,15 @@ def test_samples_queued_while_the_thread_waits_go_to_the_scorer_as_one_batch(
     feed = LiveFeed(metrics, scorer=scorer, cpu_cores=4.0, pause=lambda _: held.wait(10)).start()
     try:
         wait(lambda: feed.warmed.is_set(), "the warm-up")
-        for n in range(3):
+        for n in range(6):
             assert feed.offer("v2", b'{"text": "%d"}' % n, b"RIFF", True)
-        held.set()  # the thread, woken by the first sample, now takes all three
-        wait(lambda: feed.scored == 3, "the batch")
+        held.set()  # the thread, woken by the first sample, now takes them in batches
+        wait(lambda: feed.scored == 6, "the batches")
     finally:
         feed.close()
-    assert scorer.batches == [3]
-    assert [job.text for job in scorer.jobs] == ["0", "1", "2"]
-    assert value(metrics, "scored_total", cohort="v2", outcome="valid") == 3
+    assert scorer.batches == [BATCH_SIZE, 6 - BATCH_SIZE]  # a batch holds at most BATCH_SIZE
+    assert [job.text for job in scorer.jobs] == ["0", "1", "2", "3", "4", "5"]
+    assert value(metrics, "scored_total", cohort="v2", outcome="valid") == 6
 
 
 def test_a_batch_arriving_in_debt_is_dropped_whole_and_counted(metrics: LiveMetrics) -> None:
