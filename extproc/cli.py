@@ -40,6 +40,7 @@ def _settings_epilog() -> str:
         S.LOG_LEVEL,
         S.SAMPLE_RATE,
         S.SAMPLE_CPU,
+        S.SAMPLE_MAX_PER_SECOND,
         S.SAMPLE_SCORER,
         S.Setting(ID_HASH_ENV, "", "secret of the keyed user-id hash; '' = random per process"),
         *S.H2_LIMITS,
@@ -84,6 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
                 sample_rates=S.sample_rates(args.sample_rate),
                 sample_cpu=S.positive_float(S.SAMPLE_CPU.env, S.env(S.SAMPLE_CPU)),
                 sample_scorer=S.env(S.SAMPLE_SCORER),
+                sample_max_per_second=S.sample_max_per_second(S.env(S.SAMPLE_MAX_PER_SECOND)),
             )
         )
         worker = WorkerChannel.from_env()

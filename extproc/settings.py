@@ -57,6 +57,12 @@ SAMPLE_RATE = Setting(
 SAMPLE_CPU = Setting(
     "EXTPROC_SAMPLE_CPU", "0.25", "CPU budget of live scoring in cores; over it, samples drop"
 )
+SAMPLE_MAX_PER_SECOND = Setting(
+    "EXTPROC_SAMPLE_MAX_PER_SECOND",
+    "auto",
+    "live sampling cap: most requests per second and cohort asked for their bodies; 'auto' ="
+    " EXTPROC_SAMPLE_CPU / 0.05, 'inf' = no cap",
+)
 SAMPLE_SCORER = Setting(
     "EXTPROC_SAMPLE_SCORER",
     "extproc.quality:assess",
@@ -88,6 +94,8 @@ class ServeSettings:
     sample_rates: tuple[tuple[str, float], ...] = ()
     sample_cpu: float = 0.25
     sample_scorer: str = SAMPLE_SCORER.default
+    #: Samples per second per cohort at most; None = derived from ``sample_cpu``.
+    sample_max_per_second: float | None = None
 
     @property
     def sampling(self) -> bool:
@@ -202,3 +210,12 @@ def sample_rates(text: str) -> tuple[tuple[str, float], ...]:
             raise ValueError(f"{name}: {cohort} is given twice")
         rates[cohort] = fraction(f"{name} {cohort}", value.strip())
     return tuple((cohort, rates.get(cohort, 0.0)) for cohort in SAMPLE_COHORTS)
+
+
+def sample_max_per_second(text: str) -> float | None:
+    """Parse ``EXTPROC_SAMPLE_MAX_PER_SECOND``: ``auto`` (None: derived from the CPU budget),
+    a number > 0, or ``inf`` (no cap). ValueError naming the setting."""
+    text = text.strip()
+    if text == "auto":
+        return None
+    return positive_float(SAMPLE_MAX_PER_SECOND.env, text)

@@ -1,10 +1,12 @@
 """Every metric of live sampling, declared here (prefix ``tts_quality_live_``).
 
-Per cohort: requests sampled, samples scored by outcome (valid / invalid audio), and one
+Per cohort: requests sampled (asked for their bodies), drawn requests skipped at decision
+time by reason (the scorer's queue full, its CPU budget in debt, the cohort's rate cap: their
+bodies were never asked for), samples scored by outcome (valid / invalid audio), and one
 histogram per figure. For the feed: samples dropped by reason (queue full, over the CPU
-budget), scorer failures by reason, scorer CPU seconds. Label values are closed sets
-(cohorts, outcomes, reasons): no text, no audio, no user data. Registered in the sidecar's
-registry, so they are on its ``/metrics``.
+budget), scorer failures by reason, scorer CPU seconds, whether the scorer is warmed up.
+Label values are closed sets (cohorts, outcomes, reasons): no text, no audio, no user data.
+Registered in the sidecar's registry, so they are on its ``/metrics``.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "tts_quality_live_"
 COHORTS = ("v1", "v2")
 OUTCOMES = ("valid", "invalid")
 DROP_REASONS = ("queue_full", "over_budget")
+SKIP_REASONS = ("queue_full", "over_budget", "rate_cap")
 FAILURE_REASONS = ("crash", "timeout", "error")
 SCORE_BUCKETS = (1.0, 1.5, 2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5, 3.75, 4.0, 4.5, 5.0)
 ERROR_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
@@ -46,6 +49,13 @@ class LiveMetrics:
             PREFIX + "sampled", "requests asked for their bodies", ["cohort"], registry=r
         )
         self._sampled = {c: sampled.labels(c) for c in COHORTS}
+        skipped = Counter(
+            PREFIX + "skipped",
+            "requests drawn for sampling but not asked for their bodies, by reason",
+            ["cohort", "reason"],
+            registry=r,
+        )
+        self._skipped = {(c, why): skipped.labels(c, why) for c in COHORTS for why in SKIP_REASONS}
         self.scored = Counter(
             PREFIX + "scored",
             "sampled answers scored, by outcome (invalid: not usable audio)",
@@ -59,6 +69,9 @@ class LiveMetrics:
             PREFIX + "scorer_failures", "scorer crashes, timeouts, errors", ["reason"], registry=r
         )
         self.cpu = Counter(PREFIX + "scorer_cpu_seconds", "CPU seconds spent scoring", registry=r)
+        self.ready = Gauge(
+            PREFIX + "scorer_ready", "1 once the scoring child has loaded its models", registry=r
+        )
         self.histograms = {
             key: Histogram(PREFIX + suffix, text, ["cohort"], buckets=buckets, registry=r)
             for key, (suffix, buckets, text) in FIGURES.items()
@@ -75,6 +88,11 @@ class LiveMetrics:
 
     def record_sampled(self, cohort: str) -> None:
         child = self._sampled.get(cohort)
+        if child is not None:
+            child.inc()
+
+    def record_skipped(self, cohort: str, reason: str) -> None:
+        child = self._skipped.get((cohort, reason))
         if child is not None:
             child.inc()
 

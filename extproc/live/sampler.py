@@ -18,9 +18,9 @@ class Sampler:
     ) -> None:
         """``rates``: (cohort, fraction 0..1) pairs; a cohort not named is never sampled."""
         self.rates = {cohort: rate for cohort, rate in rates if rate > 0}
-        self._draw = draw
+        self.draw = draw
 
     def sampled(self, cohort: str) -> bool:
         """True for about ``rate`` of the calls for ``cohort`` (always at 1, never at 0)."""
         rate = self.rates.get(cohort)
-        return rate is not None and self._draw() < rate
+        return rate is not None and self.draw() < rate

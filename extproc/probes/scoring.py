@@ -3,8 +3,9 @@
 :class:`ScorerProcess` starts (lazily, by ``spawn``) a child that imports the scorer named
 ``module:function`` (default ``extproc.quality:assess``, called as ``assess(audio, text,
 mos=, asr=, max_bytes=[, asr_vocabulary=])`` and returning an object with ``as_dict()``),
-lowers its own priority (``nice``), and answers one job at a time over a pipe with the
-figures and the CPU seconds the job took. If the child dies (a segfault in a native library,
+lowers its own priority (``nice``), and answers one job (or one list of jobs,
+:meth:`ScorerProcess.score_many`: one round trip for the lot) at a time over a pipe with the
+figures and the CPU seconds each job took. If the child dies (a segfault in a native library,
 the OOM killer) or takes longer than ``timeout``, :meth:`score` raises :class:`ScorerFailed`,
 the child is killed, and the next job starts a fresh one. Audio bytes go to the child
 through the pipe only: they are never written anywhere.
@@ -17,6 +18,7 @@ import importlib
 import multiprocessing
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -55,25 +57,39 @@ def _load(scorer: str) -> Any:
     return getattr(importlib.import_module(module), function or "assess")
 
 
+def _run(assess: Any, job: Job) -> tuple[str, Any, float]:
+    """One job: ("ok", figures, cpu) or ("error", message, cpu)."""
+    began = time.process_time()
+    options: dict[str, Any] = {"mos": job.mos, "asr": job.asr, "max_bytes": job.max_bytes}
+    if job.vocabulary:
+        options["asr_vocabulary"] = job.vocabulary
+    try:
+        figures = assess(job.audio, job.text, **options).as_dict()
+        return ("ok", figures, time.process_time() - began)
+    except Exception as exc:  # a scorer bug: report it, keep serving
+        return ("error", f"{type(exc).__name__}: {exc}", time.process_time() - began)
+
+
 def _child(connection: Connection, scorer: str) -> None:
-    """The child's loop: one job in, one ("ok", figures, cpu) or ("error", message) out."""
+    """The child's loop: a job in, its answer out; a list of jobs in, the list of answers."""
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
     assess = _load(scorer)
     while True:
         try:
-            job: Job = connection.recv()
+            work: Job | list[Job] = connection.recv()
         except EOFError:
             return
-        began = time.process_time()
-        options: dict[str, Any] = {"mos": job.mos, "asr": job.asr, "max_bytes": job.max_bytes}
-        if job.vocabulary:
-            options["asr_vocabulary"] = job.vocabulary
-        try:
-            figures = assess(job.audio, job.text, **options).as_dict()
-            connection.send(("ok", figures, time.process_time() - began))
-        except Exception as exc:  # a scorer bug: report it, keep serving
-            connection.send(("error", f"{type(exc).__name__}: {exc}", time.process_time() - began))
+        if isinstance(work, list):
+            connection.send([_run(assess, job) for job in work])
+        else:
+            connection.send(_run(assess, work))
+
+
+def _outcome(answer: tuple[str, Any, float]) -> Scored | ScorerFailed:
+    if answer[0] == "ok":
+        return Scored(answer[1], float(answer[2]))
+    return ScorerFailed("error", answer[1])
 
 
 class ScorerProcess:
@@ -90,20 +106,38 @@ class ScorerProcess:
 
     def score(self, job: Job) -> Scored:
         """Score one job in the child; ScorerFailed if it crashed, hung or raised."""
+        outcome = self._exchange(job, self.timeout)
+        if isinstance(outcome, ScorerFailed):
+            raise outcome
+        result = _outcome(outcome)
+        if isinstance(result, ScorerFailed):
+            raise result
+        return result
+
+    def score_many(self, jobs: Sequence[Job]) -> list[Scored | ScorerFailed]:
+        """Score ``jobs`` in one round trip to the child (one wake-up of each side for the
+        lot), each result in order. A crash or a hang (``timeout`` per job) fails every job of
+        the batch; a scorer error fails its own job only."""
+        if not jobs:
+            return []
+        outcome = self._exchange(list(jobs), self.timeout * len(jobs))
+        if isinstance(outcome, ScorerFailed):
+            return [outcome] * len(jobs)
+        return [_outcome(answer) for answer in outcome]
+
+    def _exchange(self, work: Job | list[Job], timeout: float) -> Any:
+        """Send ``work``, return the child's answer, or a ScorerFailed (child killed)."""
         connection = self._ensure()
         try:
-            connection.send(job)
-            if not connection.poll(self.timeout):
+            connection.send(work)
+            if not connection.poll(timeout):
                 self.close()
-                raise ScorerFailed("timeout", f"scorer took longer than {self.timeout:g}s")
-            answer = connection.recv()
+                return ScorerFailed("timeout", f"scorer took longer than {timeout:g}s")
+            return connection.recv()
         except (EOFError, OSError) as exc:
             code = self._process.exitcode if self._process is not None else None
             self.close()
-            raise ScorerFailed("crash", f"scorer process died (exit {code}): {exc!r}") from exc
-        if answer[0] == "ok":
-            return Scored(answer[1], float(answer[2]))
-        raise ScorerFailed("error", answer[1])
+            return ScorerFailed("crash", f"scorer process died (exit {code}): {exc!r}")
 
     def _ensure(self) -> Connection:
         if self._process is not None and self._process.is_alive() and self._connection is not None:

@@ -2,7 +2,10 @@
 
 Used only when sampling is on (``EXTPROC_SAMPLE_RATE`` > 0); with it off the sidecar runs the
 plain :class:`CohortProcessor`, so an unsampled request's path is today's, unchanged. With it
-on, an unsampled request costs one draw of the RNG more. A sampled request's header answer
+on, an unsampled request costs one draw of the RNG more. A drawn request is sampled only if
+the feed admits it (:meth:`LiveFeed.admit`: room in the scorer's queue, its CPU budget not in
+debt, a token of the cohort's rate cap); a skipped one is answered like an unsampled one, so
+Envoy sends it no body. A sampled request's header answer
 carries a ``mode_override`` (both bodies, BUFFERED_PARTIAL) and a token in the dynamic
 metadata; Envoy sends the token back with each body message. Every body message is answered
 at once with "continue unchanged": scoring never holds a request. The request body (the text)
@@ -37,7 +40,9 @@ class SamplingProcessor(CohortProcessor):
         feed: LiveFeed,
     ) -> None:
         super().__init__(rules, observer)
-        self._sampler = sampler
+        # the sampler's table and draw, inlined in _answer: it runs for every request
+        self._rates = sampler.rates
+        self._draw = sampler.draw
         self._feed = feed
         self._texts: dict[str, bytes] = {}
 
@@ -59,9 +64,12 @@ class SamplingProcessor(CohortProcessor):
         return wire.pass_through(request)
 
     def _answer(self, decision: Decision) -> bytes:
+        rate = self._rates.get(decision.cohort)  # a Cohort is a str: its name is the key
+        if rate is None or self._draw() >= rate:  # Sampler.sampled, inlined
+            return CohortProcessor._answer(self, decision)
         cohort = decision.cohort.value
-        if not self._sampler.sampled(cohort):
-            return super()._answer(decision)
+        if not self._feed.admit(cohort):
+            return CohortProcessor._answer(self, decision)
         self._feed.metrics.record_sampled(cohort)
         return wire.sampled_response(decision, f"{random.getrandbits(64):016x}")
 

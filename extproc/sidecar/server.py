@@ -90,9 +90,15 @@ def _processor(
         LiveMetrics(metrics.registry),
         cpu_cores=settings.sample_cpu,
         scorer_name=settings.sample_scorer,
+        max_per_second=settings.sample_max_per_second,
     ).start()
     sampler = Sampler(settings.sample_rates)
-    log.info("live sampling on: %s, scoring budget %g cores", sampler.rates, settings.sample_cpu)
+    log.info(
+        "live sampling on: %s, scoring budget %g cores, at most %g samples/s per cohort",
+        sampler.rates,
+        settings.sample_cpu,
+        feed.max_per_second,
+    )
     return SamplingProcessor(holder, observer, sampler, feed), feed
 
 

@@ -18,6 +18,8 @@ A window's figures are a flat ``dict[str, float]`` (plain data, JSON as is):
   disturbed by something else running. ``sut_cpus_busy``: how busy the CPUs of Envoy and the
   processor were, for any reason (interrupts included; from /proc/stat, tick-sampled, so
   meaningful at saturation): near 1.0 means the setup was CPU-bound.
+- ``live_sampled`` / ``live_skipped`` / ``live_scored`` / ``live_dropped`` (live-sampling
+  setups only): how much the sidecar's live counters grew in the window (see live.py).
 - Load-specific figures, prefixed by the caller's load function (see :mod:`loadtest.harness.loads`).
 """
 
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from loadtest.harness import procstat
+from loadtest.harness import live, procstat
 from loadtest.harness.setups import SystemUnderTest, Upstream
 
 COUNTERS = (
@@ -56,6 +58,7 @@ class Snapshot:
     everyone: dict[int, procstat.ProcStat]
     jiffies: dict[int, tuple[int, int]]
     counters: dict[str, int]
+    live: dict[str, float]
 
 
 def snapshot(sut: SystemUnderTest, upstream: Upstream) -> Snapshot:
@@ -70,6 +73,7 @@ def snapshot(sut: SystemUnderTest, upstream: Upstream) -> Snapshot:
         everyone=everyone,
         jiffies=procstat.cpu_jiffies(),
         counters=sut.stats(COUNTERS),
+        live=live.scrape(sut.metrics_address) if sut.live else {},
     )
 
 
@@ -118,6 +122,7 @@ def derive(
         figures["decided"] = answered / requests if requests else 0.0
         for name in ("failure_mode_allowed", "message_timeouts", "streams_failed"):
             figures[f"ext_proc_{name}"] = _delta(before, after, EXT_PROC + name)
+    figures.update(live.window_figures(before.live, after.live))
     figures.update(load_figures)
     return figures
 

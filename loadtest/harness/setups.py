@@ -33,6 +33,7 @@ the sidecar runs with its documented defaults: tracing off, metrics on), plus ``
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -64,12 +65,12 @@ from extproc.stack.stack import (
     REPO_ROOT,
     find_envoy,
 )
-from loadtest.harness import envoy_configs
+from loadtest.harness import envoy_configs, live
 from loadtest.harness.tools import pinned
 
 SETUPS = (
     "native", "naive", "sidecar", "traced", "bare", "etraced", "etraced1", "full", "uds",
-    "premode", "sampled", "sampled-all", "ntraced", "ntraced1",
+    "premode", "sampled", "sampled-nocap", "sampled-apart", "sampled-all", "ntraced", "ntraced1",
 )  # fmt: skip
 DEFAULT_SETUPS = ("native", "naive", "sidecar", "traced")
 #: Setups of Envoy alone (weighted clusters, no processor).
@@ -81,10 +82,7 @@ ENVOY_TRACED = {"etraced": 100.0, "etraced1": 1.0, "full": 100.0, "ntraced": 100
 SIDECAR_TRACED = {"traced", "full"}
 #: Setups that need the OTLP sink.
 NEEDS_SINK = ENVOY_TRACED.keys() | SIDECAR_TRACED
-# Live sampling (only when asked for): ``premode`` is the sidecar setup on the Envoy config of
-# before live sampling (no allow_mode_override, no forwarded namespace), ``sampled`` samples
-# 1 % of requests per cohort, ``sampled-all`` every request (the added latency of a sampled one).
-SAMPLE_RATES = {"sampled": "0.01", "sampled-all": "1"}
+# Live sampling (only when asked for): ``premode`` and the ``sampled*`` setups, see live.py.
 READY_TIMEOUT = 30.0
 NAIVE_SHARE_PERCENT = "10"
 
@@ -245,8 +243,7 @@ class SystemUnderTest:
         if setup in PROCESSORS:
             argv = pinned(self._processor_argv(options), pinning.sut)
             env = processor_env(options.extra_env)
-            if setup in SAMPLE_RATES:
-                env["EXTPROC_SAMPLE_RATE"] = SAMPLE_RATES[setup]
+            env.update(live.LIVE_SETUPS.get(setup, {}))
             if setup in SIDECAR_TRACED:
                 if not options.otlp_endpoint:
                     raise ValueError(f"the {setup} setup needs an OTLP endpoint (OtlpSink)")
@@ -272,6 +269,15 @@ class SystemUnderTest:
         return [sys.executable, "-m", "extproc", *serve, *options.extra_args]
 
     @property
+    def live(self) -> bool:
+        """A live-sampling setup (its sidecar samples)."""
+        return self.setup in live.LIVE_SETUPS
+
+    @property
+    def metrics_address(self) -> str:
+        return f"{HOST}:{self.ports.metrics}"
+
+    @property
     def admin_url(self) -> str:
         return f"http://{HOST}:{self.ports.envoy.admin}"
 
@@ -287,6 +293,11 @@ class SystemUnderTest:
             if self.processor is not None:
                 what = "Envoy to see the processor healthy"
                 wait_until(self._processor_healthy, what, READY_TIMEOUT, self.envoy)
+            if self.processor is not None and self.live:
+                ready = functools.partial(live.scorer_ready, self.metrics_address)
+                wait_until(ready, "the scorer's warm-up", live.READY_TIMEOUT, self.processor)
+                if self.setup in live.SCORER_APART:
+                    live.move_scorer(self.processor.pid, self.pinning.load)
         except BaseException:
             self._stack.close()
             raise

@@ -6,47 +6,19 @@ from __future__ import annotations
 import io
 import threading
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from extproc.live.feed import WARM_UP_TEXT, LiveFeed, request_text
+from extproc.live.feed import BATCH_SIZE, LiveFeed, request_text
 from extproc.live.metrics import LiveMetrics
 from extproc.probes.scoring import Job, Scored, ScorerFailed, ScorerProcess
 from extproc.stack.processes import wait_until
+from tests.support.live_feed import GatedScorer, value
 
 
 def wait(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
     wait_until(lambda: bool(condition()), what, timeout)
-
-
-VALID = {"valid": True, "mos": 3.0, "silence_ratio": 0.1, "seconds_per_char": 0.06}
-
-
-class GatedScorer:
-    """Scores in the feed's thread; each job waits for ``gate`` (tests hold the queue full)."""
-
-    def __init__(self, figures: dict[str, object] = VALID, cpu: float = 0.1) -> None:
-        self.gate = threading.Event()
-        self.jobs: list[Job] = []
-        self.figures, self.cpu = figures, cpu
-        self.fail: str | None = None
-
-    def score(self, job: Job) -> Scored:
-        if job.text == WARM_UP_TEXT:  # the feed's start, before any sample
-            return Scored({}, 0.0)
-        self.jobs.append(job)
-        self.gate.wait(10)
-        if self.fail:
-            raise ScorerFailed(self.fail, "injected")
-        return Scored(dict(self.figures), self.cpu)
-
-    def close(self) -> None:
-        self.gate.set()
-
-
-def value(metrics: LiveMetrics, name: str, **labels: str) -> float:
-    return metrics.registry.get_sample_value("tts_quality_live_" + name, labels) or 0.0
 
 
 @pytest.fixture
@@ -166,3 +138,55 @@ def test_bad_audio_through_the_real_scorers_is_counted_invalid(metrics: LiveMetr
     assert value(metrics, "scored_total", cohort="v1", outcome="invalid") == 1  # no_text
     assert value(metrics, "scorer_failures_total", reason="crash") == 0
     assert scorer.starts == 1
+
+
+class BatchRecorder(GatedScorer):
+    """A scorer that records the size of each batch it is handed."""
+
+    def __init__(self, cpu: float = 0.1) -> None:
+        super().__init__(cpu=cpu)
+        self.gate.set()
+        self.batches: list[int] = []
+
+    def score_many(self, jobs: Sequence[Job]) -> list[Scored | ScorerFailed]:
+        self.batches.append(len(jobs))
+        return super().score_many(jobs)
+
+
+def test_samples_queued_while_the_thread_waits_go_to_the_scorer_as_one_batch(
+    metrics: LiveMetrics,
+) -> None:
+    held = threading.Event()
+    scorer = BatchRecorder()
+    feed = LiveFeed(metrics, scorer=scorer, cpu_cores=4.0, pause=lambda _: held.wait(10)).start()
+    try:
+        wait(lambda: feed.warmed.is_set(), "the warm-up")
+        for n in range(6):
+            assert feed.offer("v2", b'{"text": "%d"}' % n, b"RIFF", True)
+        held.set()  # the thread, woken by the first sample, now takes them in batches
+        wait(lambda: feed.scored == 6, "the batches")
+    finally:
+        feed.close()
+    assert scorer.batches == [BATCH_SIZE, 6 - BATCH_SIZE]  # a batch holds at most BATCH_SIZE
+    assert [job.text for job in scorer.jobs] == ["0", "1", "2", "3", "4", "5"]
+    assert value(metrics, "scored_total", cohort="v2", outcome="valid") == 6
+
+
+def test_a_batch_arriving_in_debt_is_dropped_whole_and_counted(metrics: LiveMetrics) -> None:
+    now, held = [0.0], threading.Event()
+    held.set()
+    scorer = BatchRecorder(cpu=10.0)  # one sample: 10 CPU seconds, the burst is 4
+    feed = LiveFeed(
+        metrics, scorer=scorer, cpu_cores=0.5, clock=lambda: now[0], pause=lambda _: held.wait(10)
+    ).start()
+    try:
+        feed.offer("v2", b"{}", b"RIFF", True)
+        wait(lambda: feed.scored == 1, "the first sample (within the burst)")
+        held.clear()
+        for _ in range(3):
+            feed.offer("v2", b"{}", b"RIFF", True)
+        held.set()
+        wait(lambda: value(metrics, "dropped_total", reason="over_budget") == 3, "three drops")
+    finally:
+        feed.close()
+    assert scorer.batches == [1] and feed.scored == 1

@@ -49,3 +49,28 @@ def test_a_hung_scorer_is_killed_after_its_timeout() -> None:
         assert process.pid != first and process.starts == 2
     finally:
         process.close()
+
+
+def test_a_batch_is_one_round_trip_with_a_result_per_job(scorer: ScorerProcess) -> None:
+    jobs = [
+        Job(b"RIFF\x96", "a"),
+        Job(b"junk", "b"),
+        Job(b"RIFF\x96", "raise"),
+        Job(b"RIFF\x64", "c"),
+    ]
+    results = scorer.score_many(jobs)
+    assert [type(r).__name__ for r in results] == ["Scored", "Scored", "ScorerFailed", "Scored"]
+    first, invalid, failed, last = results
+    assert not isinstance(first, ScorerFailed) and first.figures["mos"] == 3.0
+    assert not isinstance(invalid, ScorerFailed) and invalid.figures["invalid_reason"] == "not_wav"
+    assert isinstance(failed, ScorerFailed) and failed.reason == "error"  # its own job only
+    assert not isinstance(last, ScorerFailed) and last.figures["mos"] == 2.0
+    assert scorer.score_many([]) == [] and scorer.starts == 1
+
+
+def test_a_crash_fails_the_whole_batch_and_the_next_starts_afresh(scorer: ScorerProcess) -> None:
+    results = scorer.score_many([Job(b"RIFF\x96", "a"), Job(b"RIFF\x96", "crash")])
+    assert [r.reason for r in results if isinstance(r, ScorerFailed)] == ["crash", "crash"]
+    (again,) = scorer.score_many([Job(b"RIFF\x64", "fine")])
+    assert not isinstance(again, ScorerFailed) and again.figures["mos"] == 2.0
+    assert scorer.starts == 2
