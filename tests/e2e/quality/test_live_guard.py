@@ -32,32 +32,19 @@ from extproc.rollout.stores.state_store import FileStateStore
 from extproc.stack import client
 from extproc.stack.processes import wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack
-from extproc.standins.speech import espeak_available
 from tests.support import promql, scrape
 from tests.support.background_load import BackgroundLoad
 from tests.support.cohorts import interleave, users_by_cohort
 from tests.support.controller_thread import run_controller_thread
+from tests.support.speaking import SPEAKING_ENVOY, policy_head
 from tests.support.standin_faults import set_fault
 
-pytestmark = [
-    pytest.mark.envoy,
-    pytest.mark.skipif(
-        not espeak_available(), reason="espeak-ng missing (scripts/system-packages)"
-    ),
-]
+pytestmark = SPEAKING_ENVOY
 
 CHECK_INTERVAL = 0.5
-POLICY = b"""policy:
-  rollout: gpt-sovits-v2
-  initial_share: 10%
-  step: 10%
-  step_interval: 1h
-  rollback_share: 0%
-  guards:
-    - {name: v2-p95, signal: latency_p95, cohort: v2, threshold: 800ms, window: 10s,
-       min_samples: 10}
-    - {name: v2-errors, signal: error_rate, cohort: v2, threshold: 0.5%, window: 10s,
-       min_samples: 10}
+POLICY = (
+    policy_head(10)
+    + """\
     - {name: live-silence, signal: silence_ratio, cohort: v2-v1, threshold: 30%, window: 30s,
        min_samples: 3, source: live}
     - {name: live-mos, signal: mos, cohort: v2, threshold: 2.5, window: 30s, min_samples: 3,
@@ -65,6 +52,7 @@ POLICY = b"""policy:
     - {name: live-invalid, signal: invalid_audio_rate, cohort: v2, threshold: 50%, window: 30s,
        min_samples: 3, source: live}
 """
+).encode()
 LIVE_GUARDS = ("live-silence", "live-mos", "live-invalid")
 V2_USERS, V1_USERS = users_by_cohort(DEFAULT_RULES, parse_policy("p", POLICY).initial_share)
 MIXED = interleave(V2_USERS, V1_USERS)

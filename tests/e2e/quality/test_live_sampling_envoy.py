@@ -24,17 +24,12 @@ import pytest
 from extproc.stack import client
 from extproc.stack.processes import wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack
-from extproc.standins.speech import espeak_available
 from tests.support import scrape
 from tests.support.cohorts import interleave, users_by_cohort
+from tests.support.speaking import SPEAKING_ENVOY
 from tests.support.standin_faults import set_fault
 
-pytestmark = [
-    pytest.mark.envoy,
-    pytest.mark.skipif(
-        not espeak_available(), reason="espeak-ng missing (scripts/system-packages)"
-    ),
-]
+pytestmark = SPEAKING_ENVOY
 
 V2_USERS, V1_USERS = users_by_cohort(DEFAULT_RULES, 1000, per_cohort=4)  # examples: 10 %
 TEXT = "The old lighthouse keeper climbed the narrow stairs every evening."

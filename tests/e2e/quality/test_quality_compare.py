@@ -25,7 +25,6 @@ from extproc.rollout.policy import parse_policy
 from extproc.rollout.stores.state_store import FileStateStore
 from extproc.stack import client
 from extproc.stack.processes import wait_until
-from extproc.standins.speech import espeak_available
 from tests.e2e.quality.test_quality_gate import (
     MIXED,
     RECOVERY,
@@ -36,28 +35,17 @@ from tests.e2e.quality.test_quality_gate import (
 )
 from tests.support.background_load import BackgroundLoad
 from tests.support.controller_thread import run_controller_thread
+from tests.support.speaking import SPEAKING_ENVOY, policy_head
 
-pytestmark = [
-    pytest.mark.envoy,
-    pytest.mark.skipif(
-        not espeak_available(), reason="espeak-ng missing (scripts/system-packages)"
-    ),
-]
+pytestmark = SPEAKING_ENVOY
 
 CHECK_INTERVAL = 0.5
-POLICY = b"""policy:
-  rollout: gpt-sovits-v2
-  initial_share: 10%
-  step: 10%
-  step_interval: 1h
-  rollback_share: 0%
-  guards:
-    - {name: v2-p95, signal: latency_p95, cohort: v2, threshold: 800ms, window: 10s,
-       min_samples: 20}
-    - {name: v2-errors, signal: error_rate, cohort: v2, threshold: 0.5%, window: 10s,
-       min_samples: 20}
+POLICY = (
+    policy_head(20)
+    + """\
     - {name: mos-vs-v1, compare: {metric: mos, margin: 0.2, alpha: 1%}, min_samples: 6}
 """
+).encode()
 
 
 @pytest.fixture(scope="module")

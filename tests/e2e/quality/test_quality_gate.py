@@ -38,18 +38,13 @@ from extproc.stack import client
 from extproc.stack.probes import LocalProbes
 from extproc.stack.processes import free_port, wait_until
 from extproc.stack.stack import DEFAULT_RULES, Stack
-from extproc.standins.speech import espeak_available
 from tests.support import promql, scrape
 from tests.support.background_load import BackgroundLoad
 from tests.support.cohorts import interleave, users_by_cohort
 from tests.support.controller_thread import run_controller_thread
+from tests.support.speaking import SPEAKING_ENVOY, policy_head
 
-pytestmark = [
-    pytest.mark.envoy,
-    pytest.mark.skipif(
-        not espeak_available(), reason="espeak-ng missing (scripts/system-packages)"
-    ),
-]
+pytestmark = SPEAKING_ENVOY
 
 CHECK_INTERVAL = 0.5
 # TTS_QUALITY_E2E_DEFAULTS=1 runs the shipped defaults instead (probes every 10 s, 0.5 cores,
@@ -60,17 +55,9 @@ QUALITY_WINDOW, QUALITY_MIN = ("60s", 4) if DEFAULTS else ("16s", 3)
 PROFILE = "shipped defaults" if DEFAULTS else "CI: probes every 2 s"
 RECOVERY = 240 if DEFAULTS else 90  # seconds for a clean v2 to pass again
 ROLLBACK_TARGET = 60.0  # seconds from the fault to 100 % v1 (the issue's target)
-POLICY_TEXT = """policy:
-  rollout: gpt-sovits-v2
-  initial_share: 10%
-  step: 10%
-  step_interval: 1h
-  rollback_share: 0%
-  guards:
-    - {name: v2-p95, signal: latency_p95, cohort: v2, threshold: 800ms, window: 10s,
-       min_samples: 20}
-    - {name: v2-errors, signal: error_rate, cohort: v2, threshold: 0.5%, window: 10s,
-       min_samples: 20}
+POLICY_TEXT = (
+    policy_head(20)
+    + """\
     - {name: mos-drop, signal: mos, cohort: v2-v1, threshold: 0.2, window: W, min_samples: N}
     - {name: silence, signal: silence_ratio, cohort: v2-v1, threshold: 30%, window: W,
        min_samples: N}
@@ -81,6 +68,7 @@ POLICY_TEXT = """policy:
     - {name: invalid, signal: invalid_audio_rate, cohort: v2, threshold: 10%, window: W,
        min_samples: N}
 """
+)
 POLICY = (
     POLICY_TEXT.replace("window: W", f"window: {QUALITY_WINDOW}")
     .replace("min_samples: N", f"min_samples: {QUALITY_MIN}")
