@@ -55,6 +55,10 @@ class CohortProcessor:
             raise
         if request.HasField("request_headers"):
             return self.on_request_headers(request, carrier)
+        return self.on_other_phase(request)
+
+    def on_other_phase(self, request: wire.ProcessingRequest) -> bytes | None:
+        """Any message but the request headers (a config that sends more): let it pass."""
         return wire.pass_through(request)
 
     async def process(

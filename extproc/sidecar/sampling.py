@@ -22,7 +22,7 @@ from extproc.core.model import Decision
 from extproc.live.feed import TEXT_CAP, LiveFeed
 from extproc.live.sampler import Sampler
 from extproc.sidecar import wire
-from extproc.sidecar.observe import Carrier, DecisionObserver
+from extproc.sidecar.observe import DecisionObserver
 from extproc.sidecar.processor import CohortProcessor, SnapshotSource
 
 log = logging.getLogger("extproc.live")
@@ -46,14 +46,8 @@ class SamplingProcessor(CohortProcessor):
         self._feed = feed
         self._texts: dict[str, bytes] = {}
 
-    def handle(self, data: bytes, carrier: Carrier | None = None) -> bytes | None:
-        try:
-            request = wire.parse_request(data)
-        except wire.BadMessage:
-            self._observer.metrics.record_stream_error("bad_message")
-            raise
-        if request.HasField("request_headers"):
-            return self.on_request_headers(request, carrier)
+    def on_other_phase(self, request: wire.ProcessingRequest) -> bytes | None:
+        """A body message of a sampled request: copy it for the feed, answer "continue"."""
         phase = request.WhichOneof("request")
         if phase == "request_body" or phase == "response_body":
             try:
