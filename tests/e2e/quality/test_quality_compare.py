@@ -23,14 +23,13 @@ from extproc.rollout.guards.quality import QualitySource
 from extproc.rollout.guards.signals import EnvoyStatsSource
 from extproc.rollout.policy import parse_policy
 from extproc.rollout.stores.state_store import FileStateStore
-from extproc.stack import client
 from extproc.stack.processes import wait_until
 from tests.e2e.quality.test_quality_gate import (
     MIXED,
     RECOVERY,
-    V2_USERS,
     Gate,
     gate_running,
+    start_or_resume,
     status,
 )
 from tests.support.background_load import BackgroundLoad
@@ -80,14 +79,7 @@ def test_noisy_v2_rolls_back_on_the_mos_compare_guard(gate: Gate) -> None:
             return str(status(controller)["guards"]["mos-vs-v1"]["verdict"])
 
         wait_until(lambda: compare_verdict() == "pass", "the compare guard to pass", RECOVERY)
-        phase = status(controller)["phase"]
-        controller.apply("resume" if phase == "rolled_back" else "start", "e2e-test")
-        wait_until(
-            lambda: client.send(gate.stack, {"x-user-id": V2_USERS[0]}).version == "v2",
-            "the sidecar to serve the started rollout",
-            10,
-            gate.stack.sidecar,
-        )
+        start_or_resume(gate, controller)
         # the new stage is a new test: it holds for 6 pairs, then passes on the clean v2
         wait_until(lambda: status(controller)["verdict"] == "pass", "every guard to pass", 90)
         fault_at = time.monotonic()

@@ -151,6 +151,18 @@ def verdicts(controller: Controller) -> dict[str, str]:
     return {name: f["verdict"] for name, f in status(controller)["guards"].items()}
 
 
+def start_or_resume(gate: Gate, controller: Controller) -> None:
+    """Start the rollout (resume it after a rollback); wait until the sidecar serves it."""
+    phase = status(controller)["phase"]
+    controller.apply("resume" if phase == "rolled_back" else "start", "e2e-test")
+    wait_until(
+        lambda: client.send(gate.stack, {"x-user-id": V2_USERS[0]}).version == "v2",
+        "the sidecar to serve the started rollout",
+        10,
+        gate.stack.sidecar,
+    )
+
+
 def ramping_with_passing_guards(gate: Gate, controller: Controller) -> None:
     """Start (or resume) the rollout on a clean v2, then wait until every guard passes. After
     a rollback v2 has no user traffic (its latency and error guards hold), so the resume waits
@@ -161,14 +173,7 @@ def ramping_with_passing_guards(gate: Gate, controller: Controller) -> None:
         return all(verdict.get(name) == "pass" for name in QUALITY_GUARDS)
 
     wait_until(quality_passes, "the quality guards to pass on a clean v2", RECOVERY)
-    phase = status(controller)["phase"]
-    controller.apply("resume" if phase == "rolled_back" else "start", "e2e-test")
-    wait_until(
-        lambda: client.send(gate.stack, {"x-user-id": V2_USERS[0]}).version == "v2",
-        "the sidecar to serve the started rollout",
-        10,
-        gate.stack.sidecar,
-    )
+    start_or_resume(gate, controller)
     wait_until(lambda: status(controller)["verdict"] == "pass", "every guard to pass", 60)
     assert status(controller)["phase"] == "ramping"
 
