@@ -129,6 +129,9 @@ async def run_server(settings: ServeSettings) -> AsyncIterator[Running]:
     source = open_state_source(settings.state, settings.poll_seconds)  # file poll or etcd watch
     if source is not None:
         await source.first(holder)  # before the rules: the first snapshot already has the state
+        collector = source.collector()
+        if collector is not None:
+            metrics.registry.register(collector)
     _apply(running, (await asyncio.to_thread(holder.reload)).outcome)
     http = None
     if settings.metrics:

@@ -12,6 +12,8 @@ RulesHolder, which builds a whole new snapshot and swaps it, and both:
   and ``report`` the outcome ('loaded', 'unchanged', 'failed') on the event loop, where the
   server counts it. A failure keeps the last known state serving.
 - ``close()``: stop following and release the connection.
+- ``collector()``: Prometheus metrics of the source's own health, or None (etcd: the
+  watch's connection and fault counts, see watch_metrics.py; a file has none).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from extproc.rollout.state import RolloutState
 from extproc.rollout.stores.state_store import read_state_file
 from extproc.sidecar.snapshot import ReloadResult, RulesHolder
 from extproc.sidecar.watch import ChangeDetector
+from extproc.sidecar.watch_metrics import StateWatchCollector
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from extproc.rollout.stores.etcd_watch import StateWatch
 
 log = logging.getLogger("extproc.rules")
@@ -40,6 +45,7 @@ class StateSource(Protocol):
     async def first(self, holder: RulesHolder) -> ReloadResult: ...
     async def follow(self, holder: RulesHolder, report: Report) -> None: ...
     def close(self) -> None: ...
+    def collector(self) -> Collector | None: ...
 
 
 def open_state_source(spec: str, poll_seconds: float) -> StateSource | None:
@@ -77,6 +83,9 @@ class FileStateSource:
         return holder.set_state(state)
 
     def close(self) -> None:
+        return None
+
+    def collector(self) -> Collector | None:
         return None
 
 
@@ -131,3 +140,6 @@ class EtcdStateSource:
 
     def close(self) -> None:
         self._store.close()
+
+    def collector(self) -> Collector | None:
+        return StateWatchCollector(self.watch) if self.watch is not None else None

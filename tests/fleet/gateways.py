@@ -4,6 +4,8 @@
 - ``wait_revision(stacks, revision)``: poll every sidecar round-robin until each applies
   ``revision`` (or later); returns the wall-clock time each was first seen there, so that the
   propagation of a change (written at ``updated_at``, same host clock) can be measured.
+- ``watch_health(stack)``: whether the sidecar's etcd watch is connected, and its fault
+  count over every class (its /metrics).
 - ``cohorts(stacks, users)``: the model version that answered each user through each
   gateway (every request must succeed).
 """
@@ -23,6 +25,8 @@ from extproc.stack.stack import Stack
 POLL_SECONDS = 0.002  # the measuring resolution; keeps the poll from starving 2 cores
 _REVISION = re.compile(r"^tts_canary_rollout_revision (\S+)$", re.MULTILINE)
 _FAILED = re.compile(r'^tts_canary_rollout_state_reloads_total\{outcome="failed"\} (\S+)$', re.M)
+_CONNECTED = re.compile(r"^tts_canary_state_watch_connected (\S+)$", re.M)
+_FAULTS = re.compile(r'^tts_canary_state_watch_faults_total\{class="[a-z_]+"\} (\S+)$', re.M)
 
 
 def _metrics(stack: Stack) -> str:
@@ -39,6 +43,14 @@ def state_failures(stack: Stack) -> int:
     """How often the sidecar's state source reported a failure (an etcd outage, once)."""
     found = _FAILED.search(_metrics(stack))
     return int(float(found.group(1))) if found else 0
+
+
+def watch_health(stack: Stack) -> tuple[bool, int]:
+    """(whether the sidecar's etcd watch follows etcd, its faults of every class)."""
+    text = _metrics(stack)
+    connected = _CONNECTED.search(text)
+    faults = sum(int(float(value)) for value in _FAULTS.findall(text))
+    return connected is not None and float(connected.group(1)) == 1.0, faults
 
 
 def wait_revision(stacks: Sequence[Stack], revision: int, timeout: float) -> list[float]:

@@ -28,7 +28,7 @@ from extproc.stack.stack import DEFAULT_RULES, Stack
 from tests.fleet import figures
 from tests.fleet.conftest import StoreFactory
 from tests.fleet.controllers import FleetController, current, leader_of, write_policy
-from tests.fleet.gateways import cohorts, state_failures, wait_revision
+from tests.fleet.gateways import cohorts, state_failures, wait_revision, watch_health
 from tests.support.cohorts import expected_versions
 from tests.support.etcd_cluster import EtcdCluster
 
@@ -146,6 +146,8 @@ def test_a_fleet_of_three_gateways_follows_one_rollout(fleet: Fleet) -> None:
 
     # The quorum is lost: the gateways go on with the last state, without a failed request.
     last = current(store)
+    assert [watch_health(g)[0] for g in gateways] == [True] * 3  # following etcd
+    faults_before = [watch_health(g)[1] for g in gateways]
     before = [state_failures(g) for g in gateways]
     fleet.etcd.kill(0)
     fleet.etcd.kill(1)
@@ -155,6 +157,10 @@ def test_a_fleet_of_three_gateways_follows_one_rollout(fleet: Fleet) -> None:
         20,
     )
     outage = time.monotonic()
+    # Their metrics say so: the watch is not connected and counts its faults by class.
+    health = [watch_health(g) for g in gateways]
+    assert [connected for connected, _ in health] == [False] * 3, health
+    assert all(h[1] > n for h, n in zip(health, faults_before, strict=True)), health
     assert cohorts(gateways, USERS) == [expected] * 3
     served = time.monotonic() - outage
 
@@ -165,6 +171,9 @@ def test_a_fleet_of_three_gateways_follows_one_rollout(fleet: Fleet) -> None:
     after = fleet.on_leader("Rollback", timeout=15).state
     leader_after = time.monotonic() - back
     assert after.revision == last.revision + 1  # nothing was written during the outage
+    wait_until(
+        lambda: all(watch_health(g)[0] for g in gateways), "every watch to follow etcd again", 20
+    )
     measured.expect("rollback after the outage", after.revision)
     measured.report(
         f"etcd quorum lost: 3 x {len(USERS)} requests served on revision {last.revision} "
