@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from extproc.stack import client
 from extproc.stack.processes import NotReadyError
 from extproc.stack.stack import Stack
+from tests.support import promql
 
 POLL_SECONDS = 0.002  # the measuring resolution; keeps the poll from starving 2 cores
 _REVISION = re.compile(r"^tts_canary_rollout_revision (\S+)$", re.MULTILINE)
@@ -43,6 +44,11 @@ def state_failures(stack: Stack) -> int:
     """How often the sidecar's state source reported a failure (an etcd outage, once)."""
     found = _FAILED.search(_metrics(stack))
     return int(float(found.group(1))) if found else 0
+
+
+def exposed_names(stack: Stack) -> set[str]:
+    """Every metric name in the sidecar's scrape, as Prometheus stores it."""
+    return promql.exposed_names(_metrics(stack))
 
 
 def watch_health(stack: Stack) -> tuple[bool, int]:

@@ -28,7 +28,14 @@ from extproc.stack.stack import DEFAULT_RULES, Stack
 from tests.fleet import figures
 from tests.fleet.conftest import StoreFactory
 from tests.fleet.controllers import FleetController, current, leader_of, write_policy
-from tests.fleet.gateways import cohorts, state_failures, wait_revision, watch_health
+from tests.fleet.gateways import (
+    cohorts,
+    exposed_names,
+    state_failures,
+    wait_revision,
+    watch_health,
+)
+from tests.support import promql
 from tests.support.cohorts import expected_versions
 from tests.support.etcd_cluster import EtcdCluster
 
@@ -147,6 +154,11 @@ def test_a_fleet_of_three_gateways_follows_one_rollout(fleet: Fleet) -> None:
     # The quorum is lost: the gateways go on with the last state, without a failed request.
     last = current(store)
     assert [watch_health(g)[0] for g in gateways] == [True] * 3  # following etcd
+    # The watch's names the alerts use (tests/fixtures/exported_metric_names.txt) are live.
+    watch_names = {n for n in promql.listed_names() if n.startswith("tts_canary_state_watch_")}
+    alerting = {n for n in promql.deploy_metric_names() if n.startswith("tts_canary_state_watch_")}
+    assert alerting and alerting <= watch_names, alerting
+    assert all(watch_names <= exposed_names(g) for g in gateways), watch_names
     faults_before = [watch_health(g)[1] for g in gateways]
     before = [state_failures(g) for g in gateways]
     fleet.etcd.kill(0)

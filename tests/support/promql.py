@@ -22,6 +22,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "tts-canary-dashboard.json"
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yaml"
+#: The metric names the stack exports and the deploy files may query (one a line).
+EXPORTED = REPO_ROOT / "tests" / "fixtures" / "exported_metric_names.txt"
 # Grafana's interval variables, replaced by plain durations to check a query with promtool.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
 
@@ -105,3 +107,9 @@ def deploy_metric_names() -> set[str]:
     """Every metric name the dashboard and the alerts select."""
     queries = [*dashboard_queries().values(), *alert_queries().values()]
     return set().union(*(metric_names(without_grafana_variables(q)) for q in queries))
+
+
+def listed_names() -> set[str]:
+    """The names in tests/fixtures/exported_metric_names.txt (comments left out)."""
+    lines = EXPORTED.read_text(encoding="utf-8").splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}

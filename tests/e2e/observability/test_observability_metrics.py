@@ -28,9 +28,10 @@ from tests.support import promql, scrape
 
 pytestmark = pytest.mark.envoy
 
-EXPORTED = promql.REPO_ROOT / "tests" / "fixtures" / "exported_metric_names.txt"
 FAIL_OPEN = r"^http\.tts_ingress\.ext_proc\.failure_mode_allowed$"
 QUALITY = "tts_quality_"  # the probe process's: checked live by tests/e2e/quality
+#: Exported only by a sidecar that follows the state in etcd: checked live by tests/fleet.
+WATCH = "tts_canary_state_watch_"
 
 
 @pytest.fixture(scope="module")
@@ -177,12 +178,10 @@ def test_every_listed_and_deployed_metric_name_is_exported(stack: Stack, tmp_pat
     live = promql.exposed_names(sidecar_metrics(stack))
     live |= promql.exposed_names(scrape.fetch(stack.admin_url + "/stats/prometheus"))
     live |= promql.exposed_names(controller_metrics(stack, tmp_path))
-    listed = {
-        line.strip()
-        for line in EXPORTED.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith(("#", QUALITY))
-    }
+    listed = {name for name in promql.listed_names() if not name.startswith((QUALITY, WATCH))}
     assert not listed - live, f"listed but not exported: {sorted(listed - live)}"
-    deployed = {name for name in promql.deploy_metric_names() if not name.startswith(QUALITY)}
+    deployed = {
+        name for name in promql.deploy_metric_names() if not name.startswith((QUALITY, WATCH))
+    }
     missing = deployed - live - {"up"}
     assert not missing, f"dashboard/alerts query names the stack does not export: {missing}"

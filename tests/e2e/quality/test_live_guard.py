@@ -186,9 +186,7 @@ def test_every_listed_live_metric_is_in_a_scrape_of_the_sampling_sidecar(rig: Ri
     """The tts_quality_live_* names of tests/fixtures/exported_metric_names.txt and of the
     deploy queries are all exported by the sidecar while it samples."""
     exposed = promql.exposed_names(scrape.fetch(rig.stack.metrics_url))
-    exported = promql.REPO_ROOT / "tests" / "fixtures" / "exported_metric_names.txt"
-    lines = exported.read_text(encoding="utf-8").splitlines()
-    listed = {line.strip() for line in lines if line.startswith("tts_quality_live_")}
+    listed = {n for n in promql.listed_names() if n.startswith("tts_quality_live_")}
     deployed = {n for n in promql.deploy_metric_names() if n.startswith("tts_quality_live_")}
     assert listed and deployed <= listed
     assert not listed - exposed, f"listed but not exported: {sorted(listed - exposed)}"

@@ -248,13 +248,11 @@ def test_every_listed_audio_metric_is_in_a_live_scrape_of_the_probe_process(gate
     sidecar's live sampling names (tts_quality_live_*) are checked by test_live_guard.py."""
     wait_until(lambda: bool(gate.pairs(horizon=60)), "a probe round", 60)
     live = promql.exposed_names(scrape.fetch(gate.probes.url + "/metrics"))
-    exported = promql.REPO_ROOT / "tests" / "fixtures" / "exported_metric_names.txt"
-    lines = exported.read_text(encoding="utf-8").splitlines()
 
     def probes_own(name: str) -> bool:
         return name.startswith("tts_quality_") and not name.startswith("tts_quality_live_")
 
-    listed = {line.strip() for line in lines if probes_own(line)}
+    listed = {name for name in promql.listed_names() if probes_own(name)}
     deployed = {n for n in promql.deploy_metric_names() if probes_own(n)}
     assert listed and deployed <= listed
     assert not listed - live, f"listed but not exported: {sorted(listed - live)}"

@@ -21,7 +21,6 @@ from tests.support.tools import require_tool
 DEPLOY = promql.REPO_ROOT / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yaml"
-EXPORTED = promql.REPO_ROOT / "tests" / "fixtures" / "exported_metric_names.txt"
 # Series Prometheus makes itself for every target.
 PROMETHEUS_OWN = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
 SEED_GATES = {
@@ -34,8 +33,7 @@ SEED_GATES = {
 
 
 def exported_names() -> set[str]:
-    lines = EXPORTED.read_text(encoding="utf-8").splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    return promql.listed_names()
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
