@@ -18,9 +18,15 @@ from tests.support import promql
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.envoy
-# Panels fed by processes this stack does not start (the rollout controller, the audio probes);
-# their names are checked against live scrapes elsewhere (see below).
-OTHER_PROCESSES = ("tts_canary_guard_", "tts_canary_compare_", "tts_quality_")
+# Panels fed by processes this stack does not start (the rollout controller, the audio probes)
+# or by a sidecar with an etcd state (tts_canary_state_watch_*); their names are checked
+# against live scrapes elsewhere (see below; the watch's in tests/fleet/test_fleet_e2e.py).
+OTHER_PROCESSES = (
+    "tts_canary_guard_",
+    "tts_canary_compare_",
+    "tts_quality_",
+    "tts_canary_state_watch_",
+)
 
 
 def test_stack_prometheus_scrapes_the_stack_and_answers_the_dashboard(
