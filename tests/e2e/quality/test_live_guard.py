@@ -36,7 +36,7 @@ from tests.support import promql, scrape
 from tests.support.background_load import BackgroundLoad
 from tests.support.cohorts import interleave, users_by_cohort
 from tests.support.controller_thread import run_controller_thread
-from tests.support.speaking import SPEAKING_ENVOY, policy_head
+from tests.support.speaking import SPEAKING_ENVOY, policy_head, serve_rollout
 from tests.support.standin_faults import set_fault
 
 pytestmark = SPEAKING_ENVOY
@@ -108,25 +108,12 @@ def live_verdicts(controller: Controller) -> set[str]:
     return {guards[name]["verdict"] for name in LIVE_GUARDS if name in guards}
 
 
-def ramping(rig: Rig, controller: Controller) -> None:
-    """Start (or resume) the rollout and wait until the sidecar serves it."""
-    phase = status(controller)["phase"]
-    if phase != "ramping":
-        controller.apply("resume" if phase == "rolled_back" else "start", "e2e-test")
-    wait_until(
-        lambda: client.send(rig.stack, {"x-user-id": V2_USERS[0]}).version == "v2",
-        "the sidecar to serve the started rollout",
-        10,
-        rig.stack.sidecar,
-    )
-
-
 def test_healthy_models_hold_then_pass_and_never_fail(rig: Rig) -> None:
     set_fault(rig.stack, "v2", reset=True)
     with controller_running(rig) as controller:
         # the first check has one scrape of the sidecar: no window yet, every live guard holds
         assert live_verdicts(controller) == {"hold"}
-        ramping(rig, controller)
+        serve_rollout(rig.stack, controller, V2_USERS[0])
         with BackgroundLoad(rig.stack, MIXED, rate=RATE) as load:
             wait_until(lambda: live_verdicts(controller) == {"pass"}, "the live guards", 120)
             passed_at = controller.checks
@@ -150,7 +137,7 @@ def test_silent_v2_rolls_back_on_a_live_guard_while_latency_and_errors_stay_gree
 ) -> None:
     set_fault(rig.stack, "v2", reset=True)
     with controller_running(rig) as controller:
-        ramping(rig, controller)
+        serve_rollout(rig.stack, controller, V2_USERS[0])
         with BackgroundLoad(rig.stack, MIXED, rate=RATE) as load:
             wait_until(lambda: live_verdicts(controller) == {"pass"}, "the live guards", 120)
             fault_at = time.monotonic()

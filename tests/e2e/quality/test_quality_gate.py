@@ -42,7 +42,7 @@ from tests.support import promql, scrape
 from tests.support.background_load import BackgroundLoad
 from tests.support.cohorts import interleave, users_by_cohort
 from tests.support.controller_thread import run_controller_thread
-from tests.support.speaking import SPEAKING_ENVOY, policy_head
+from tests.support.speaking import SPEAKING_ENVOY, policy_head, serve_rollout
 
 pytestmark = SPEAKING_ENVOY
 
@@ -153,14 +153,7 @@ def verdicts(controller: Controller) -> dict[str, str]:
 
 def start_or_resume(gate: Gate, controller: Controller) -> None:
     """Start the rollout (resume it after a rollback); wait until the sidecar serves it."""
-    phase = status(controller)["phase"]
-    controller.apply("resume" if phase == "rolled_back" else "start", "e2e-test")
-    wait_until(
-        lambda: client.send(gate.stack, {"x-user-id": V2_USERS[0]}).version == "v2",
-        "the sidecar to serve the started rollout",
-        10,
-        gate.stack.sidecar,
-    )
+    serve_rollout(gate.stack, controller, V2_USERS[0])
 
 
 def ramping_with_passing_guards(gate: Gate, controller: Controller) -> None:
