@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from extproc.rollout.stores.etcd_faults import Fault
+from extproc.rollout.stores.etcd_faults import UNEXPECTED, Fault
 
 if TYPE_CHECKING:
     from extproc.rollout.stores.etcd_watch import StateWatch
 
 #: Every class a fault is counted under, in a stable order.
-CLASSES = (*(fault.value for fault in Fault), "unexpected")
+CLASSES = (*(fault.value for fault in Fault), UNEXPECTED)
 
 
 class StateWatchCollector(Collector):

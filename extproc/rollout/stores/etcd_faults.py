@@ -44,6 +44,15 @@ class Fault(StrEnum):
 RETRIED = frozenset(Fault) - {Fault.REFUSED, Fault.COMPACTED}
 #: Faults that prove the member answered (it is reachable, whatever it said).
 ANSWERED = frozenset(Fault) - {Fault.UNREACHABLE, Fault.TIMEOUT}
+#: The class a loop counts a failure under when it is not etcd's (no ``fault``).
+UNEXPECTED = "unexpected"
+
+
+def fault_of(exc: BaseException) -> str:
+    """The class a failure is counted under: its ``fault`` (an EtcdError's), else UNEXPECTED."""
+    fault = getattr(exc, "fault", None)
+    return fault if isinstance(fault, str) and fault else UNEXPECTED
+
 
 _TRANSPORT = ("rst_stream", "stream removed", "socket closed", "connection reset", "goaway")
 

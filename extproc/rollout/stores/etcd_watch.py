@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 from extproc.rollout.state import RolloutState
 from extproc.rollout.stores.backoff import Backoff
+from extproc.rollout.stores.etcd_faults import fault_of
 from extproc.rollout.stores.etcd_session import EtcdSession
 from extproc.rollout.stores.etcd_types import Entry
 
@@ -102,8 +103,7 @@ class StateWatch:
         )
         self.connected = False
         self.failures += 1
-        kind = getattr(exc, "fault", None)
-        self.faults[kind if isinstance(kind, str) and kind else "unexpected"] += 1
+        self.faults[fault_of(exc)] += 1
         if news:
             self._tell(exc)
 

@@ -46,6 +46,7 @@ from typing import Any
 from extproc.rollout.state import TransitionError
 from extproc.rollout.stores.backoff import Backoff
 from extproc.rollout.stores.etcd_client import EtcdClient
+from extproc.rollout.stores.etcd_faults import UNEXPECTED, fault_of
 from extproc.rollout.stores.etcd_session import EtcdSession
 from extproc.rollout.stores.etcd_store import FencedOut
 from extproc.rollout.stores.etcd_types import Compare, EtcdError, EtcdUnavailable, Put
@@ -223,9 +224,8 @@ class LeaderElection:
                 await asyncio.sleep(self._backoff.delay())
 
     def _failed(self, exc: Exception) -> None:
-        kind = getattr(exc, "fault", None)
-        if not isinstance(kind, str) or not kind:
-            kind = "unexpected"
+        kind = fault_of(exc)
+        if kind == UNEXPECTED:
             log.exception("leader election of %s failed unexpectedly; retrying", self.key)
         self.faults[kind] += 1
         self.outage = (kind, getattr(exc, "diagnosis", "") or str(exc))

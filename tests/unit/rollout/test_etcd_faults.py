@@ -20,7 +20,14 @@ from extproc.rollout.policy import parse_policy
 from extproc.rollout.state import RolloutState
 from extproc.rollout.stores import leader as leader_module
 from extproc.rollout.stores.etcd_client import EtcdClient
-from extproc.rollout.stores.etcd_faults import RETRIED, Fault, classify, diagnose
+from extproc.rollout.stores.etcd_faults import (
+    RETRIED,
+    UNEXPECTED,
+    Fault,
+    classify,
+    diagnose,
+    fault_of,
+)
 from extproc.rollout.stores.etcd_types import EtcdError, EtcdUnavailable
 from extproc.rollout.stores.etcd_watch import StateWatch
 from extproc.rollout.stores.leader import LeaderElection, LeaderRecord, LeaderUnknown
@@ -315,3 +322,14 @@ def test_the_state_watch_survives_every_class_and_keeps_the_last_state(
     assert [s.revision for s in seen] == [3, 4]  # each once, in order, none lost
     assert watch.last is not None and watch.last.revision == 4
     assert errors  # the consumer heard of the outages
+
+
+def test_a_failure_is_counted_under_its_fault_else_unexpected() -> None:
+    class Faulty(Exception):
+        fault = "no_leader"
+
+    assert fault_of(Faulty()) == "no_leader"
+    assert fault_of(ValueError("not etcd's")) == UNEXPECTED == "unexpected"
+    blank = Faulty()
+    blank.fault = ""  # type: ignore[misc]
+    assert fault_of(blank) == UNEXPECTED
